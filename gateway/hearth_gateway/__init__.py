@@ -1,0 +1,1 @@
+"""Hearth gateway: the data-plane endpoint and Fireworks-style REST control plane (not built yet)."""

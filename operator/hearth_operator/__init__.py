@@ -1,0 +1,1 @@
+"""Hearth operator: kopf handlers that reconcile hearth.dev resources (not built yet)."""

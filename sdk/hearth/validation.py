@@ -1,0 +1,332 @@
+"""Validate Hearth manifests offline, the way the Kubernetes API server would.
+
+For each object: look up its CRD, apply the schema's defaults, refuse unknown fields (what
+``kubectl apply`` does with strict field validation), check the OpenAPI schema, then
+evaluate every CEL rule (``x-kubernetes-validations``) with cel-python, including the
+transition rules that compare with the previous object on an update.
+
+This is what ``hearthctl validate`` runs, what the test suite checks the CRDs and
+``examples/`` with, and what the operator can use to re-check objects it reads. It is not
+an API server: rules that span objects (a LoRA's base model, quota) are the operator's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import celpy
+import yaml
+from jsonschema import Draft4Validator
+from jsonschema.exceptions import ValidationError as SchemaError
+
+from .crd import build_crds
+
+JsonSchema = dict[str, Any]
+Json = Any
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem, with the field path and wording ``kubectl`` users know."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<root>'}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Result:
+    kind: str
+    name: str
+    errors: tuple[FieldError, ...]
+    #: The object after defaulting, as the API server would store it.
+    defaulted: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"{self.kind}/{self.name}: valid"
+        lines = [f'The {self.kind} "{self.name}" is invalid:']
+        lines += [f"* {error}" for error in self.errors]
+        return "\n".join(lines)
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _short(value: Json) -> str:
+    text = json.dumps(value)
+    if isinstance(value, dict):
+        return '"object"'
+    if isinstance(value, list):
+        return '"array"'
+    return text if len(text) <= 80 else text[:77] + '..."'
+
+
+# --- defaulting -------------------------------------------------------------------------
+
+
+def apply_defaults(value: Json, schema: JsonSchema) -> Json:
+    """Fill in schema defaults inside objects that exist, as the API server does."""
+    if isinstance(value, dict) and schema.get("type") == "object":
+        properties = schema.get("properties", {})
+        for name, sub in properties.items():
+            if name not in value and "default" in sub:
+                value[name] = copy.deepcopy(sub["default"])
+            if name in value:
+                value[name] = apply_defaults(value[name], sub)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for name in list(value):
+                if name not in properties:
+                    value[name] = apply_defaults(value[name], extra)
+    elif isinstance(value, list) and "items" in schema:
+        return [apply_defaults(item, schema["items"]) for item in value]
+    return value
+
+
+# --- unknown fields ---------------------------------------------------------------------
+
+
+def _unknown_fields(value: Json, schema: JsonSchema, path: str) -> Iterator[FieldError]:
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    if isinstance(value, dict) and schema.get("type") == "object":
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for name, item in value.items():
+            child = _join(path, name)
+            if properties is not None and name in properties:
+                yield from _unknown_fields(item, properties[name], child)
+            elif isinstance(extra, dict):
+                yield from _unknown_fields(item, extra, child)
+            elif properties is not None:
+                yield FieldError(child, f'unknown field "{child}"')
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            yield from _unknown_fields(item, schema["items"], _join(path, index))
+
+
+# --- OpenAPI schema ---------------------------------------------------------------------
+
+
+def _schema_message(error: SchemaError) -> str:
+    bound = error.validator_value
+    value = error.instance
+    match error.validator:
+        case "required":
+            return "Required value: " + error.message.replace(" is a required property", "")
+        case "type":
+            return f"Invalid value: {_short(value)}: must be of type {bound}"
+        case "enum":
+            supported = ", ".join(json.dumps(v) for v in bound)
+            return f"Unsupported value: {_short(value)}: supported values: {supported}"
+        case "minimum":
+            strict = error.schema.get("exclusiveMinimum") is True
+            relation = "greater than" if strict else "greater than or equal to"
+            return f"Invalid value: {_short(value)}: should be {relation} {bound}"
+        case "maximum":
+            strict = error.schema.get("exclusiveMaximum") is True
+            relation = "less than" if strict else "less than or equal to"
+            return f"Invalid value: {_short(value)}: should be {relation} {bound}"
+        case "pattern":
+            return f"Invalid value: {_short(value)}: should match '{bound}'"
+        case "maxLength":
+            return f"Too long: may not be longer than {bound}"
+        case "minLength":
+            return f"Invalid value: {_short(value)}: should be at least {bound} chars long"
+        case "maxItems":
+            return f"Too many: {len(value)}: must have at most {bound} items"
+        case "maxProperties":
+            return f"Too many: {len(value)}: must have at most {bound} properties"
+        case _:
+            return f"Invalid value: {_short(value)}: {error.message}"
+
+
+def _schema_errors(obj: Json, schema: JsonSchema) -> Iterator[FieldError]:
+    validator = Draft4Validator(schema)
+    for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path))):
+        path = ""
+        for key in error.absolute_path:
+            path = _join(path, key)
+        if error.validator == "required":
+            missing = error.message.split("'")[1]
+            yield FieldError(_join(path, missing), "Required value")
+            continue
+        yield FieldError(path, _schema_message(error))
+
+
+# --- CEL --------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=512)
+def _program(rule: str) -> celpy.Runner:
+    environment = celpy.Environment()
+    return environment.program(environment.compile(rule))
+
+
+def _to_cel(value: Json, schema: JsonSchema) -> Any:
+    """JSON -> CEL values typed by the schema (a ``number`` given as 1 is a double)."""
+    types = celpy.celtypes
+    if isinstance(value, bool):
+        return types.BoolType(value)
+    if isinstance(value, int):
+        if schema.get("type") == "number":
+            return types.DoubleType(float(value))
+        return types.IntType(value)
+    if isinstance(value, float):
+        return types.DoubleType(value)
+    if isinstance(value, str):
+        return types.StringType(value)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        converted = {}
+        for key, item in value.items():
+            sub = properties.get(key) or (extra if isinstance(extra, dict) else {})
+            converted[types.StringType(key)] = _to_cel(item, sub)
+        return types.MapType(converted)
+    if isinstance(value, list):
+        items = schema.get("items", {})
+        return types.ListType([_to_cel(item, items) for item in value])
+    if value is None:
+        return None
+    raise TypeError(f"cannot convert {type(value).__name__} to CEL")
+
+
+def _rule_errors(
+    value: Json, old: Json, schema: JsonSchema, path: str, has_old: bool
+) -> Iterator[FieldError]:
+    for entry in schema.get("x-kubernetes-validations", []):
+        rule = entry["rule"]
+        transition = "oldSelf" in rule
+        if transition and not has_old:
+            continue  # transition rules only run on updates where the old value exists
+        activation = {"self": _to_cel(value, schema)}
+        if transition:
+            activation["oldSelf"] = _to_cel(old, schema)
+        try:
+            passed = _program(rule).evaluate(activation)
+        except celpy.CELEvalError as error:
+            yield FieldError(path, f"Internal error: rule {rule!r} failed to evaluate: {error}")
+            continue
+        if passed is not True and not (isinstance(passed, celpy.celtypes.BoolType) and passed):
+            field_path = entry.get("fieldPath", "")
+            target = path + field_path if field_path else path
+            shown = "object" if isinstance(value, dict | list) else value
+            yield FieldError(target, f"Invalid value: {json.dumps(shown)}: {entry['message']}")
+
+
+def _cel_errors(
+    value: Json, old: Json, schema: JsonSchema, path: str, has_old: bool
+) -> Iterator[FieldError]:
+    yield from _rule_errors(value, old, schema, path, has_old)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        old_map = old if has_old and isinstance(old, dict) else {}
+        for key, item in value.items():
+            sub = properties.get(key) or (extra if isinstance(extra, dict) else None)
+            if sub is None:
+                continue
+            yield from _cel_errors(item, old_map.get(key), sub, _join(path, key), key in old_map)
+    elif isinstance(value, list) and "items" in schema:
+        # Old list items are not correlated (Kubernetes does so only for list-type=map).
+        for index, item in enumerate(value):
+            yield from _cel_errors(item, None, schema["items"], _join(path, index), False)
+
+
+# --- entry points -----------------------------------------------------------------------
+
+
+class UnknownKindError(LookupError):
+    pass
+
+
+class Validator:
+    """Validates objects against a set of CRDs (by default, Hearth's generated ones)."""
+
+    def __init__(self, crds: Iterable[dict[str, Any]]) -> None:
+        self._schemas: dict[tuple[str, str], JsonSchema] = {}
+        for crd in crds:
+            spec = crd["spec"]
+            for version in spec["versions"]:
+                api_version = f"{spec['group']}/{version['name']}"
+                schema = version["schema"]["openAPIV3Schema"]
+                self._schemas[(api_version, spec["names"]["kind"])] = schema
+
+    @classmethod
+    def from_directory(cls, directory: Path) -> Validator:
+        crds = []
+        for path in sorted(directory.glob("*.yaml")):
+            crds += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        return cls(crds)
+
+    def kinds(self) -> list[tuple[str, str]]:
+        return sorted(self._schemas)
+
+    def schema_for(self, api_version: str, kind: str) -> JsonSchema:
+        try:
+            return self._schemas[(api_version, kind)]
+        except KeyError:
+            known = ", ".join(f"{k} ({v})" for v, k in self.kinds())
+            raise UnknownKindError(
+                f"no CRD for kind {kind!r} in apiVersion {api_version!r}; known: {known}"
+            ) from None
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> Result:
+        """Validate a create (``old`` is None) or an update of ``old`` to ``obj``."""
+        kind = str(obj.get("kind", ""))
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        schema = self.schema_for(str(obj.get("apiVersion", "")), kind)
+        new = apply_defaults(copy.deepcopy(obj), schema)
+        errors: list[FieldError] = []
+        if not name:
+            errors.append(FieldError("metadata.name", "Required value: name is required"))
+        errors += _unknown_fields(new, schema, "")
+        errors += _schema_errors(new, schema)
+        if not errors:
+            # CEL runs only once the schema holds, so no rule sees an ill-typed value.
+            previous = apply_defaults(copy.deepcopy(old), schema) if old is not None else None
+            errors += _cel_errors(new, previous, schema, "", previous is not None)
+        return Result(kind=kind, name=name, errors=tuple(errors), defaulted=new)
+
+
+@lru_cache(maxsize=1)
+def default_validator() -> Validator:
+    """A validator for Hearth's own CRDs, built from the models (no files needed)."""
+    return Validator(build_crds())
+
+
+def validate(obj: dict[str, Any], old: dict[str, Any] | None = None) -> Result:
+    """Validate one Hearth object (or an update of ``old`` to ``obj``)."""
+    return default_validator().validate(obj, old)
+
+
+def load_documents(text: str) -> list[dict[str, Any]]:
+    """The non-empty YAML documents of a manifest file (``kind: List`` is expanded)."""
+    documents = []
+    for doc in yaml.safe_load_all(text):
+        if not doc:
+            continue
+        if not isinstance(doc, dict):
+            raise ValueError(f"a manifest document must be a mapping, got {type(doc).__name__}")
+        if doc.get("kind") == "List":
+            documents += [item for item in doc.get("items", []) if item]
+        else:
+            documents.append(doc)
+    return documents
