@@ -1,0 +1,236 @@
+"""Multi-LoRA: PEFT adapter loading, per-row LoRA linears and the active-slot table.
+
+Every patched ``nn.Linear`` keeps its base weight and a stack of adapter slots
+``A[slot]: (in, r_max)`` and ``B[slot]: (r_max, out)`` (scaling folded into B). One
+forward pass serves rows of many adapters: the engine packs rows so that rows with the
+same adapter are contiguous and publishes the runs as segments; each module then adds
+``x[s:e] @ A[slot] @ B[slot]`` per segment (SGMV-style; base rows have no segment).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class AdapterError(ValueError):
+    """The adapter directory is unusable; the message says why (rendered as a 400)."""
+
+
+@dataclass
+class LoRAWeights:
+    """An adapter held in CPU memory: module path -> (A (in, r), B (r, out) * scaling)."""
+
+    name: str
+    path: Path
+    rank: int
+    tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.numel() * a.element_size() + b.numel() * b.element_size()
+                   for a, b in self.tensors.values())
+
+
+@dataclass
+class Segment:
+    start: int
+    end: int
+    slot: int
+
+
+class LoRAContext:
+    """Segments for the forward pass in progress (set by the runner before each step)."""
+
+    def __init__(self) -> None:
+        self.segments: list[Segment] = []
+
+
+class LoRALinear(nn.Module):
+    def __init__(self, base: nn.Linear, n_slots: int, max_rank: int, ctx: LoRAContext) -> None:
+        super().__init__()
+        self.base = base
+        self.ctx = ctx
+        dtype, device = base.weight.dtype, base.weight.device
+        self.lora_a = torch.zeros(n_slots, base.in_features, max_rank, dtype=dtype, device=device)
+        self.lora_b = torch.zeros(n_slots, max_rank, base.out_features, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        segs = self.ctx.segments
+        if not segs:
+            return y
+        flat_x = x.reshape(-1, x.shape[-1])
+        flat_y = y.view(-1, y.shape[-1])
+        for seg in segs:
+            shrunk = flat_x[seg.start : seg.end] @ self.lora_a[seg.slot]
+            flat_y[seg.start : seg.end].addmm_(shrunk, self.lora_b[seg.slot])
+        return y
+
+    def set_slot(self, slot: int, a: torch.Tensor | None, b: torch.Tensor | None) -> None:
+        self.lora_a[slot].zero_()
+        self.lora_b[slot].zero_()
+        if a is not None and b is not None:
+            r = a.shape[1]
+            self.lora_a[slot, :, :r].copy_(a)
+            self.lora_b[slot, :r, :].copy_(b)
+
+
+def patch_model(model: nn.Module, n_slots: int, max_rank: int) -> tuple[LoRAContext, dict[str, LoRALinear]]:
+    """Replace the target linears of every decoder layer by LoRALinear wrappers."""
+    ctx = LoRAContext()
+    patched: dict[str, LoRALinear] = {}
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if child_name in TARGET_MODULES and isinstance(child, nn.Linear):
+                wrapper = LoRALinear(child, n_slots, max_rank, ctx)
+                setattr(module, child_name, wrapper)
+                patched[f"{name}.{child_name}" if name else child_name] = wrapper
+    return ctx, patched
+
+
+def _module_key(peft_key: str) -> tuple[str, str] | None:
+    """'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight'
+    -> ('model.layers.0.self_attn.q_proj', 'A')."""
+    for part, which in ((".lora_A.", "A"), (".lora_B.", "B")):
+        if part in peft_key:
+            module = peft_key.split(part)[0]
+            module = module.removeprefix("base_model.model.")
+            return module, which
+    return None
+
+
+def load_adapter(
+    name: str, path: Path, modules: dict[str, LoRALinear], max_rank: int, dtype: torch.dtype
+) -> LoRAWeights:
+    """Read and validate a PEFT LoRA directory; raise AdapterError on any problem."""
+    cfg_path = path / "adapter_config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except FileNotFoundError as exc:
+        raise AdapterError(f"adapter_config.json missing in {path}") from exc
+    except (OSError, ValueError) as exc:
+        raise AdapterError(f"adapter_config.json in {path} is not valid JSON: {exc}") from exc
+    if not isinstance(cfg, dict):
+        raise AdapterError("adapter_config.json must hold a JSON object")
+    if cfg.get("peft_type", "LORA") != "LORA":
+        raise AdapterError(f"only LoRA adapters are supported, got peft_type={cfg['peft_type']!r}")
+    for unsupported in ("use_dora", "modules_to_save", "rank_pattern", "alpha_pattern"):
+        if cfg.get(unsupported):
+            raise AdapterError(f"adapter_config.json: {unsupported} is not supported")
+    rank = cfg.get("r")
+    if not isinstance(rank, int) or rank < 1:
+        raise AdapterError("adapter_config.json: r must be a positive integer")
+    if rank > max_rank:
+        raise AdapterError(f"adapter rank {rank} exceeds --max-lora-rank {max_rank}")
+    alpha = cfg.get("lora_alpha", rank)
+    if not isinstance(alpha, int | float):
+        raise AdapterError("adapter_config.json: lora_alpha must be a number")
+    scaling = alpha / math.sqrt(rank) if cfg.get("use_rslora") else alpha / rank
+
+    weights_file = path / "adapter_model.safetensors"
+    if not weights_file.is_file():
+        raise AdapterError(f"adapter_model.safetensors missing in {path}")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        raw = load_file(str(weights_file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise AdapterError(f"cannot read {weights_file.name}: {exc}") from exc
+
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in raw.items():
+        parsed = _module_key(key)
+        if parsed is None:
+            raise AdapterError(f"unexpected tensor {key!r} (only lora_A/lora_B are supported)")
+        module, which = parsed
+        pairs.setdefault(module, {})[which] = tensor
+    if not pairs:
+        raise AdapterError("adapter has no LoRA tensors")
+
+    out = LoRAWeights(name=name, path=path, rank=rank)
+    for module, ab in pairs.items():
+        target = modules.get(module)
+        if target is None:
+            raise AdapterError(f"adapter targets {module!r}, which this model cannot adapt")
+        if set(ab) != {"A", "B"}:
+            raise AdapterError(f"{module}: needs both lora_A and lora_B")
+        a, b = ab["A"], ab["B"]  # PEFT: A (r, in), B (out, r)
+        base = target.base
+        if (
+            a.dim() != 2
+            or b.dim() != 2
+            or a.shape[0] > max_rank
+            or a.shape != (a.shape[0], base.in_features)
+            or b.shape != (base.out_features, a.shape[0])
+        ):
+            raise AdapterError(
+                f"{module}: shapes A{tuple(a.shape)} B{tuple(b.shape)} do not fit "
+                f"the base layer ({base.in_features} -> {base.out_features}, rank <= {max_rank})"
+            )
+        out.tensors[module] = (
+            a.t().contiguous().to(dtype),
+            (b.t() * scaling).contiguous().to(dtype),
+        )
+    return out
+
+
+class SlotTable:
+    """Maps adapters to the ``max_loras`` active slots; LRU among unpinned slots.
+
+    Only the engine thread calls this (it writes the slot tensors between steps).
+    """
+
+    def __init__(self, n_slots: int, modules: dict[str, LoRALinear]) -> None:
+        self.modules = modules
+        self.n_slots = n_slots
+        self.slot_of: OrderedDict[str, int] = OrderedDict()  # LRU order, oldest first
+        self.pins = [0] * n_slots
+        self.free = list(range(n_slots))
+
+    def acquire(self, weights: LoRAWeights) -> int | None:
+        """Pin a slot holding ``weights``; None when every slot is pinned."""
+        slot = self.slot_of.get(weights.name)
+        if slot is None:
+            slot = self._take_slot()
+            if slot is None:
+                return None
+            for module, layer in self.modules.items():
+                ab = weights.tensors.get(module)
+                layer.set_slot(slot, *(ab if ab else (None, None)))
+            self.slot_of[weights.name] = slot
+        self.slot_of.move_to_end(weights.name)
+        self.pins[slot] += 1
+        return slot
+
+    def release(self, slot: int) -> None:
+        self.pins[slot] -= 1
+
+    def drop(self, name: str) -> None:
+        """Forget ``name``'s slot content once it is unpinned (after unload)."""
+        slot = self.slot_of.get(name)
+        if slot is not None and self.pins[slot] == 0:
+            del self.slot_of[name]
+            self.free.append(slot)
+
+    def _take_slot(self) -> int | None:
+        if self.free:
+            return self.free.pop()
+        for name, slot in self.slot_of.items():  # least recently used first
+            if self.pins[slot] == 0:
+                del self.slot_of[name]
+                return slot
+        return None
+
+    @property
+    def active(self) -> list[str]:
+        return list(self.slot_of)

@@ -1,0 +1,212 @@
+"""The batched forward pass over a packed batch of decode rows and prefill chunks.
+
+We drive the Hugging Face llama-family modules ourselves instead of calling
+``model.forward`` so that the KV cache is ours: one tensor per layer of shape
+``(slots, kv_heads, capacity, head_dim)``. Active sequences always occupy slots
+``0..n_active-1`` (a finished sequence's hole is filled by moving the last one), so
+decode attention runs on a view of the cache without gathering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+from hearth_server.engine.lora import LoRAContext, Segment
+
+SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
+
+
+@dataclass
+class Chunk:
+    """Tokens of one sequence fed in this step, starting at cache position ``start``."""
+
+    slot: int
+    tokens: list[int]
+    start: int
+    lora_slot: int  # -1: base model
+    want_logits: bool = True
+
+
+class ModelRunner:
+    def __init__(
+        self, model: nn.Module, lora_ctx: LoRAContext, max_seqs: int, max_len: int
+    ) -> None:
+        cfg = model.config
+        if cfg.model_type not in SUPPORTED_ARCHITECTURES:
+            raise ValueError(
+                f"architecture {cfg.model_type!r} is not supported "
+                f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
+            )
+        self.model = model
+        self.lora_ctx = lora_ctx
+        inner = model.model  # type: ignore[attr-defined]
+        self.embed = inner.embed_tokens
+        self.layers = list(inner.layers)
+        self.norm = inner.norm
+        self.rotary = inner.rotary_emb
+        self.lm_head = model.lm_head  # type: ignore[attr-defined]
+        self.n_heads = int(cfg.num_attention_heads)
+        self.n_kv = int(getattr(cfg, "num_key_value_heads", None) or self.n_heads)
+        self.head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads)
+        self.group = self.n_heads // self.n_kv
+        self.max_seqs = max_seqs
+        self.max_len = max_len
+        self.dtype = self.embed.weight.dtype
+        self.device = self.embed.weight.device
+        self.capacity = 0
+        self.k_cache: list[torch.Tensor] = []
+        self.v_cache: list[torch.Tensor] = []
+        self._ensure_capacity(min(256, max_len))
+
+    # -- cache management -------------------------------------------------------------
+    def _ensure_capacity(self, needed: int) -> None:
+        if needed <= self.capacity:
+            return
+        new_cap = self.capacity or 256
+        while new_cap < needed:
+            new_cap *= 2
+        new_cap = min(max(new_cap, needed), self.max_len)
+        shape = (self.max_seqs, self.n_kv, new_cap, self.head_dim)
+        for i in range(len(self.layers)):
+            k = torch.zeros(shape, dtype=self.dtype, device=self.device)
+            v = torch.zeros(shape, dtype=self.dtype, device=self.device)
+            if self.capacity:
+                k[:, :, : self.capacity].copy_(self.k_cache[i])
+                v[:, :, : self.capacity].copy_(self.v_cache[i])
+            if i < len(self.k_cache):
+                self.k_cache[i], self.v_cache[i] = k, v
+            else:
+                self.k_cache.append(k)
+                self.v_cache.append(v)
+        self.capacity = new_cap
+
+    def move_slot(self, src: int, dst: int, length: int) -> None:
+        """Copy a sequence's cache to another slot (used to keep slots compact)."""
+        for k, v in zip(self.k_cache, self.v_cache, strict=True):
+            k[dst, :, :length].copy_(k[src, :, :length])
+            v[dst, :, :length].copy_(v[src, :, :length])
+
+    def cache_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.k_cache, *self.v_cache))
+
+    # -- forward ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self, decode: list[Chunk], prefill: list[Chunk], n_active: int) -> torch.Tensor:
+        """Run one forward pass; return logits (float32) for rows with ``want_logits``:
+        every decode row, then the last token of each prefill chunk that wants them.
+
+        ``decode`` rows must come first and be ordered by ``lora_slot`` so adapters form
+        contiguous runs.
+        """
+        chunks = decode + prefill
+        ends = [c.start + len(c.tokens) for c in chunks]
+        self._ensure_capacity(max(ends))
+        tokens: list[int] = []
+        positions: list[int] = []
+        for c in chunks:
+            tokens.extend(c.tokens)
+            positions.extend(range(c.start, c.start + len(c.tokens)))
+        dev = self.device
+        ids = torch.tensor(tokens, dtype=torch.long, device=dev)
+        pos = torch.tensor(positions, dtype=torch.long, device=dev)
+        self.lora_ctx.segments = _segments(chunks)
+
+        n_dec = len(decode)
+        dec_slots = torch.tensor([c.slot for c in decode], dtype=torch.long, device=dev)
+        dec_pos = pos[:n_dec]
+        # Decode attention spans the first n_active slots; non-decoding slots are dummies.
+        t_dec = max((c.start + 1 for c in decode), default=1)
+        dec_mask = torch.zeros(n_active, 1, 1, t_dec, dtype=torch.bool, device=dev)
+        dec_mask[:, :, :, 0] = True  # dummy rows attend somewhere; their output is dropped
+        for c in decode:
+            dec_mask[c.slot, :, :, : c.start + 1] = True
+        prefill_masks = [_prefill_mask(c, self.group, dev) for c in prefill]
+
+        h = self.embed(ids)
+        cos, sin = self.rotary(h.unsqueeze(0), pos.unsqueeze(0))
+        cos, sin = cos[0].unsqueeze(1), sin[0].unsqueeze(1)  # (N, 1, D)
+        n = h.shape[0]
+        try:
+            for li, layer in enumerate(self.layers):
+                attn = layer.self_attn
+                x = layer.input_layernorm(h)
+                q = attn.q_proj(x).view(n, self.n_heads, self.head_dim)
+                k = attn.k_proj(x).view(n, self.n_kv, self.head_dim)
+                v = attn.v_proj(x).view(n, self.n_kv, self.head_dim)
+                q = q * cos + _rotate_half(q) * sin
+                k = k * cos + _rotate_half(k) * sin
+                kc, vc = self.k_cache[li], self.v_cache[li]
+                out = torch.empty_like(q)
+                if n_dec:
+                    kc[dec_slots, :, dec_pos] = k[:n_dec]
+                    vc[dec_slots, :, dec_pos] = v[:n_dec]
+                    # (n_active, kv, group, D): one query per sequence, grouped per kv head.
+                    qd = q.new_zeros(n_active, self.n_heads, self.head_dim)
+                    qd[dec_slots] = q[:n_dec]
+                    qd = qd.view(n_active, self.n_kv, self.group, self.head_dim)
+                    od = F.scaled_dot_product_attention(
+                        qd, kc[:n_active, :, :t_dec], vc[:n_active, :, :t_dec],
+                        attn_mask=dec_mask,
+                    )
+                    out[:n_dec] = od.reshape(n_active, self.n_heads, self.head_dim)[dec_slots]
+                off = n_dec
+                for c, mask in zip(prefill, prefill_masks, strict=True):
+                    m = len(c.tokens)
+                    end = c.start + m
+                    kc[c.slot, :, c.start : end] = k[off : off + m].transpose(0, 1)
+                    vc[c.slot, :, c.start : end] = v[off : off + m].transpose(0, 1)
+                    # (1, kv, group*m, D): query head h = kv*group + g, as in repeat_kv.
+                    qp = q[off : off + m].view(m, self.n_kv, self.group, self.head_dim)
+                    qp = qp.permute(1, 2, 0, 3).reshape(1, self.n_kv, self.group * m, -1)
+                    op = F.scaled_dot_product_attention(
+                        qp, kc[c.slot : c.slot + 1, :, :end], vc[c.slot : c.slot + 1, :, :end],
+                        attn_mask=mask,
+                    )
+                    op = op.view(self.n_kv, self.group, m, self.head_dim).permute(2, 0, 1, 3)
+                    out[off : off + m] = op.reshape(m, self.n_heads, self.head_dim)
+                    off += m
+                h = h + attn.o_proj(out.view(n, -1))
+                h = h + layer.mlp(layer.post_attention_layernorm(h))
+        finally:
+            self.lora_ctx.segments = []
+        rows = list(range(n_dec))
+        off = n_dec
+        for c in prefill:
+            off += len(c.tokens)
+            if c.want_logits:
+                rows.append(off - 1)
+        if not rows:
+            return torch.empty(0, self.lm_head.out_features)
+        last = self.norm(h[rows])
+        return self.lm_head(last).float()
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _prefill_mask(c: Chunk, group: int, dev: torch.device) -> torch.Tensor:
+    m = len(c.tokens)
+    q_pos = torch.arange(c.start, c.start + m, device=dev)
+    k_pos = torch.arange(c.start + m, device=dev)
+    causal = k_pos.unsqueeze(0) <= q_pos.unsqueeze(1)  # (m, T)
+    return causal.repeat(group, 1)  # rows ordered (group, m) like the reshaped queries
+
+
+def _segments(chunks: list[Chunk]) -> list[Segment]:
+    segs: list[Segment] = []
+    off = 0
+    for c in chunks:
+        end = off + len(c.tokens)
+        if c.lora_slot >= 0:
+            if segs and segs[-1].slot == c.lora_slot and segs[-1].end == off:
+                segs[-1].end = end
+            else:
+                segs.append(Segment(off, end, c.lora_slot))
+        off = end
+    return segs
