@@ -225,9 +225,35 @@ def write(directory: Path) -> list[Path]:
     return written
 
 
+def stale_files(directory: Path) -> list[str]:
+    """Names of files in ``directory`` that differ from, lack or outlive the generated ones."""
+    expected = rendered_files()
+    problems = []
+    for name, content in expected.items():
+        path = directory / name
+        if not path.exists():
+            problems.append(f"{path}: missing")
+        elif path.read_text() != content:
+            problems.append(f"{path}: differs from the models in sdk/hearth/api")
+    for path in sorted(directory.glob(f"{GROUP}_*.yaml")):
+        if path.name not in expected:
+            problems.append(f"{path}: no model generates it any more")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    """``python -m hearth.crd [--check] [DIR]``: write (or check) the CRD files."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    check = "--check" in args
+    args = [a for a in args if a != "--check"]
     directory = Path(args[0] if args else "crds")
+    if check:
+        problems = stale_files(directory)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            print("run `make generate` and commit the result", file=sys.stderr)
+        return 1 if problems else 0
     for path in write(directory):
         print(f"wrote {path}")
     return 0

@@ -27,6 +27,8 @@ _ACCELERATOR_KEYS = ", ".join(f"'{a.value}'" for a in AcceleratorType if a.value
 
 
 class AccountState(StrEnum):
+    """Fireworks' Account states."""
+
     STATE_UNSPECIFIED = "STATE_UNSPECIFIED"
     CREATING = "CREATING"
     READY = "READY"

@@ -99,6 +99,8 @@ class DatasetSpec(CamelModel):
 
 
 class DatasetError(CamelModel):
+    """One problem found while validating the file."""
+
     model_config = ConfigDict(extra="ignore")
 
     line: int = Field(ge=0, description="1-based line in the JSONL file (0: the whole file).")
@@ -107,9 +109,13 @@ class DatasetError(CamelModel):
 
 class DatasetStatus(StatusBase):
     state: DatasetState = DatasetState.STATE_UNSPECIFIED
-    example_count: int | None = Field(default=None, ge=0)
-    estimated_token_count: int | None = Field(default=None, ge=0)
-    average_turn_count: float | None = Field(default=None, ge=0)
+    example_count: int | None = Field(default=None, ge=0, description="Valid examples found.")
+    estimated_token_count: int | None = Field(
+        default=None, ge=0, description="Tokens in the dataset, by the base tokenizer."
+    )
+    average_turn_count: float | None = Field(
+        default=None, ge=0, description="Messages per example, on average."
+    )
     errors: list[DatasetError] = Field(
         default_factory=list, max_length=20, description="The first problems found, by line."
     )

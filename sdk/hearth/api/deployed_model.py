@@ -92,6 +92,8 @@ class DeployedModelSpec(CamelModel):
 
 
 class ReplicaLoad(CamelModel):
+    """The adapter's load state on one replica."""
+
     model_config = ConfigDict(extra="ignore")
 
     pod: str = Field(description="The replica's pod.")
@@ -105,7 +107,9 @@ class DeployedModelStatus(StatusBase):
     replicas: list[ReplicaLoad] = Field(
         default_factory=list, max_length=1000, description="Load state on each ready replica."
     )
-    loaded_replica_count: int = Field(default=0, ge=0)
+    loaded_replica_count: int = Field(
+        default=0, ge=0, description="Ready replicas that have the model loaded."
+    )
 
 
 class DeployedModel(Resource[DeployedModelSpec, DeployedModelStatus]):

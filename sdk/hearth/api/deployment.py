@@ -32,6 +32,8 @@ from ._base import (
 
 
 class DeploymentState(StrEnum):
+    """Fireworks' Deployment states, derived from the replicas and the spec."""
+
     STATE_UNSPECIFIED = "STATE_UNSPECIFIED"
     CREATING = "CREATING"
     READY = "READY"
@@ -195,6 +197,8 @@ class DeploymentSpec(CamelModel):
 
 
 class ReplicaStats(CamelModel):
+    """Replicas by phase: waiting for a node, loading the model, ready."""
+
     model_config = ConfigDict(extra="ignore")
 
     pending_scheduling_replica_count: int = 0

@@ -84,7 +84,9 @@ class FineTuningJobSpec(CamelModel):
     display_name: DisplayName | None = None
     epochs: int = Field(default=1, ge=1, le=100, description="Passes over the dataset.")
     learning_rate: float = Field(default=1e-4, gt=0, le=1, description="Peak learning rate.")
-    learning_rate_warmup_steps: int = Field(default=0, ge=0)
+    learning_rate_warmup_steps: int = Field(
+        default=0, ge=0, description="Steps of linear warm-up to learningRate."
+    )
     lora_rank: LoraRank = Field(default=8, description="LoRA rank, 4-64.")
     lora_alpha: int | None = Field(
         default=None, ge=1, le=1024, description="LoRA alpha; defaults to 2 x loraRank."
@@ -101,8 +103,10 @@ class FineTuningJobSpec(CamelModel):
     batch_size_samples: int | None = Field(
         default=None, ge=1, description="Examples per batch, if set."
     )
-    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
-    optimizer_weight_decay: float = Field(default=0.0, ge=0)
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, le=1024, description="Batches per optimizer step."
+    )
+    optimizer_weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
     evaluation_dataset: str | None = Field(
         default=None,
         pattern=reference_pattern("datasets"),
@@ -159,6 +163,8 @@ FineTuningJobSpec.model_rebuild(force=True)
 
 
 class JobProgress(CamelModel):
+    """How far training has got, reported by the trainer."""
+
     model_config = ConfigDict(extra="ignore")
 
     percent: float = Field(default=0, ge=0, le=100)
@@ -173,8 +179,10 @@ class JobProgress(CamelModel):
 class FineTuningJobStatus(StatusBase):
     state: JobState = JobState.JOB_STATE_UNSPECIFIED
     job_progress: JobProgress | None = None
-    start_time: datetime | None = None
-    completed_time: datetime | None = None
+    start_time: datetime | None = Field(default=None, description="When training started.")
+    completed_time: datetime | None = Field(
+        default=None, description="When the job reached a final state."
+    )
     output_model: str | None = Field(
         default=None, description="accounts/<a>/models/<m> produced by the job."
     )

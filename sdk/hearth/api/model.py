@@ -59,6 +59,8 @@ class ModelSource(CamelModel):
 
 
 class BaseModelDetails(CamelModel):
+    """Facts about a base model (HF_BASE_MODEL only)."""
+
     world_size: int = Field(default=1, ge=1, description="GPUs to serve with by default.")
     parameter_count: str | None = Field(
         default=None,
@@ -71,6 +73,8 @@ class BaseModelDetails(CamelModel):
 
 
 class PeftDetails(CamelModel):
+    """The LoRA adapter's base model, rank and target modules (HF_PEFT_ADDON only)."""
+
     base_model: str = Field(
         pattern=reference_pattern("models"),
         max_length=REFERENCE_MAX_LENGTH,
@@ -87,6 +91,8 @@ class PeftDetails(CamelModel):
 
 
 class ConversationConfig(CamelModel):
+    """How chat messages become a prompt; enables chat completions."""
+
     style: str = Field(max_length=64, description="Chat template name, or 'jinja'.")
     system: str | None = Field(default=None, max_length=32768, description="Default system prompt.")
     template: str | None = Field(
@@ -131,17 +137,19 @@ class ModelSpec(CamelModel):
     conversation_config: ConversationConfig | None = None
     context_length: int | None = Field(default=None, ge=1, description="Max context supported.")
     supports_lora: bool = Field(default=True, description="Base model accepts LoRA addons.")
-    supports_tools: bool = False
-    supports_image_input: bool = False
+    supports_tools: bool = Field(default=False, description="Supports function calling.")
+    supports_image_input: bool = Field(default=False, description="Accepts images.")
     tunable: bool = Field(default=True, description="Can be fine-tuned.")
     default_sampling_params: dict[str, float] | None = Field(
         default=None,
         description="Default sampling parameters, e.g. {temperature: 0.7}.",
-        json_schema_extra={"maxProperties": 32},
+        json_schema_extra={"maxProperties": 32, "additionalProperties": {"type": "number"}},
     )
 
 
 class DeployedModelRef(CamelModel):
+    """One DeployedModel of this model."""
+
     model_config = ConfigDict(extra="ignore")
 
     name: str = Field(description="accounts/<a>/deployedModels/<id>")

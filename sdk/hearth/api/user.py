@@ -32,6 +32,8 @@ class Role(StrEnum):
 
 
 class UserState(StrEnum):
+    """Fireworks' User states."""
+
     STATE_UNSPECIFIED = "STATE_UNSPECIFIED"
     CREATING = "CREATING"
     READY = "READY"
