@@ -63,6 +63,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _name(args: argparse.Namespace) -> int:
     value: str = args.name
+    described: dict[str, object]
     try:
         if "#" in value or "/deployedModels/" in value:
             reference = names.parse_model_reference(value)
@@ -73,7 +74,7 @@ def _name(args: argparse.Namespace) -> int:
             }
             described = {key: _describe(name) for key, name in parts.items() if name is not None}
         else:
-            described = _describe(names.parse(value))
+            described = dict(_describe(names.parse(value)))
     except ValueError as error:
         print(f"hearthctl: {error}", file=sys.stderr)
         return 2

@@ -107,7 +107,8 @@ def _translate(node: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
             out["type"] = "string"
     if "type" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
         raise ValueError(f"schema node has no type: {node}")
-    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+    is_object = out.get("type") == "object"
+    if is_object and "properties" not in out and "additionalProperties" not in out:
         raise ValueError(f"object schema without properties: {node}")
     return _ordered(out)
 

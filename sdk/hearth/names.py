@@ -114,8 +114,7 @@ def validate_account_id(value: str, *, operator_namespace: str | None = None) ->
         )
     if value in reserved_namespaces(operator_namespace):
         raise InvalidNameError(
-            f"account ID {value!r} is reserved: it would take over the system namespace "
-            f"{value!r}"
+            f"account ID {value!r} is reserved: it would take over the system namespace {value!r}"
         )
 
 

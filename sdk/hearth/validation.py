@@ -22,6 +22,7 @@ from typing import Any
 
 import celpy
 import yaml
+from celpy.evaluation import CELEvalError
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 
@@ -69,7 +70,7 @@ def _join(path: str, key: str | int) -> str:
 
 
 def _short(value: Json) -> str:
-    text = json.dumps(value)
+    text: str = json.dumps(value)
     if isinstance(value, dict):
         return '"object"'
     if isinstance(value, list):
@@ -125,8 +126,9 @@ def _unknown_fields(value: Json, schema: JsonSchema, path: str) -> Iterator[Fiel
 
 
 def _schema_message(error: SchemaError) -> str:
-    bound = error.validator_value
-    value = error.instance
+    bound: Any = error.validator_value
+    value: Any = error.instance
+    node: Any = error.schema
     match error.validator:
         case "required":
             return "Required value: " + error.message.replace(" is a required property", "")
@@ -136,11 +138,11 @@ def _schema_message(error: SchemaError) -> str:
             supported = ", ".join(json.dumps(v) for v in bound)
             return f"Unsupported value: {_short(value)}: supported values: {supported}"
         case "minimum":
-            strict = error.schema.get("exclusiveMinimum") is True
+            strict = node.get("exclusiveMinimum") is True
             relation = "greater than" if strict else "greater than or equal to"
             return f"Invalid value: {_short(value)}: should be {relation} {bound}"
         case "maximum":
-            strict = error.schema.get("exclusiveMaximum") is True
+            strict = node.get("exclusiveMaximum") is True
             relation = "less than" if strict else "less than or equal to"
             return f"Invalid value: {_short(value)}: should be {relation} {bound}"
         case "pattern":
@@ -221,10 +223,10 @@ def _rule_errors(
             activation["oldSelf"] = _to_cel(old, schema)
         try:
             passed = _program(rule).evaluate(activation)
-        except celpy.CELEvalError as error:
+        except CELEvalError as error:
             yield FieldError(path, f"Internal error: rule {rule!r} failed to evaluate: {error}")
             continue
-        if passed is not True and not (isinstance(passed, celpy.celtypes.BoolType) and passed):
+        if not (isinstance(passed, celpy.celtypes.BoolType) and bool(passed)):
             field_path = entry.get("fieldPath", "")
             target = path + field_path if field_path else path
             shown = "object" if isinstance(value, dict | list) else value

@@ -7,9 +7,9 @@ here once and generated into ``crds/`` by ``hearth.crd``.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
@@ -68,11 +68,8 @@ class CamelModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-class StrEnum(str, Enum):
+class StrEnum(enum.StrEnum):
     """Enums serialise as their Fireworks string value."""
-
-    def __str__(self) -> str:
-        return str(self.value)
 
 
 class AcceleratorType(StrEnum):
@@ -118,7 +115,9 @@ class Precision(StrEnum):
 
 
 #: Precisions that quantise weights; Fireworks refuses LoRA addons on them.
-QUANTIZED_PRECISIONS = tuple(p.value for p in Precision if p.value.startswith(("FP8", "FP4", "NF4")))
+QUANTIZED_PRECISIONS = tuple(
+    p.value for p in Precision if p.value.startswith(("FP8", "FP4", "NF4"))
+)
 
 
 LORA_RANK_MIN = 4
@@ -308,7 +307,7 @@ class Resource(BaseModel, Generic[SpecT, StatusT]):
 
     kind_info: ClassVar[KindInfo]
 
-    api_version: Literal["hearth.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["hearth.dev/v1alpha1"] = "hearth.dev/v1alpha1"
     kind: str
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: SpecT

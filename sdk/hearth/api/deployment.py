@@ -75,6 +75,7 @@ class AutoscalingPolicy(CamelModel):
             "With several, the largest replica requirement wins."
         ),
         json_schema_extra={
+            "default": {"default": 0.8},
             "maxProperties": 4,
             **rules(
                 cel(
@@ -178,8 +179,7 @@ class DeploymentSpec(CamelModel):
         default=32,
         ge=1,
         le=4096,
-        description="Adapters kept in host memory, swapped into slots as needed "
-        "(--max-cpu-loras).",
+        description="Adapters kept in host memory, swapped into slots as needed (--max-cpu-loras).",
     )
     max_peft_rank: int = Field(
         default=64,
