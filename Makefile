@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[all]"
 	touch $@
 
+##@ Run
+quickstart: install ## Start hearth-server on the bundled SmolLM2 and query it with the OpenAI SDK
+	$(PY) scripts/quickstart.py
+
 ##@ Test
 test: install ## Run the whole test suite (installs first)
 	$(PY) -m pytest
@@ -42,4 +46,4 @@ verify: install ## Fail if crds/ is stale
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*##/ {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: install test test-fast check generate verify help
+.PHONY: install quickstart test test-fast check generate verify help
