@@ -51,6 +51,7 @@ class StopChecker:
         self.hold = max((len(s) for s in stops), default=1) - 1
         self.text = ""
         self.sent = 0
+        self.matched: str | None = None
 
     def feed(self, delta: str, final: bool = False) -> tuple[str, bool]:
         """Add ``delta``; return (text safe to emit now, hit_stop)."""
@@ -60,7 +61,7 @@ class StopChecker:
         for s in self.stops:
             i = self.text.find(s, search_from)
             if i != -1 and (hit == -1 or i < hit):
-                hit = i
+                hit, self.matched = i, s
         if hit != -1:
             self.text = self.text[:hit]
             return self._release(len(self.text)), True

@@ -93,7 +93,9 @@ class Engine:
         self.tokenizer = tokenizer
         self.config = config
         self.stats = stats
-        self.lora_ctx, self.lora_modules = patch_model(model, config.max_loras, config.max_lora_rank)
+        self.lora_ctx, self.lora_modules = patch_model(
+            model, config.max_loras, config.max_lora_rank
+        )
         self.runner = ModelRunner(model, self.lora_ctx, config.max_num_seqs, config.max_model_len)
         self.slots = SlotTable(config.max_loras, self.lora_modules)
         self.adapters = AdapterStore(config.max_cpu_loras, self.read_adapter)
@@ -213,8 +215,13 @@ class Engine:
                 weights = self.adapters.weights(seq.adapter)
                 if weights is None:
                     self._dequeue(seq)
-                    seq.emit(StepOutput(finished=True, finish_reason="error",
-                                        error=f"adapter {seq.adapter!r} was unloaded"))
+                    seq.emit(
+                        StepOutput(
+                            finished=True,
+                            finish_reason="error",
+                            error=f"adapter {seq.adapter!r} was unloaded",
+                        )
+                    )
                     continue
                 lora_slot = self.slots.acquire(weights)
                 if lora_slot is None:
@@ -280,18 +287,21 @@ class Engine:
         s.last_token_time = now
         p = s.params
         reason: str | None = None
+        matched: str | int | None = None
         stop_tok = tok in p.stop_token_ids or (tok in self.eos_ids and not p.ignore_eos)
         if stop_tok and len(s.output_ids) >= p.min_tokens:
-            reason = "stop"
+            reason, matched = "stop", tok
             text, _ = s.stops.feed(s.decoder.flush(), final=True)
         else:
             delta = s.decoder.push(tok)
-            at_limit = len(s.output_ids) >= p.max_tokens or s.cached + 1 >= self.config.max_model_len
+            at_limit = (
+                len(s.output_ids) >= p.max_tokens or s.cached + 1 >= self.config.max_model_len
+            )
             if at_limit:
                 delta += s.decoder.flush()
             text, hit = s.stops.feed(delta, final=at_limit)
             if hit:
-                reason = "stop"
+                reason, matched = "stop", s.stops.matched
             elif at_limit:
                 reason = "length"
         out = StepOutput(
@@ -302,16 +312,21 @@ class Engine:
             completion_tokens=len(s.output_ids),
         )
         if reason is not None:
-            out.finished, out.finish_reason = True, reason
+            out.finished, out.finish_reason, out.matched_stop = True, reason, matched
         s.emit(out)
         if reason is not None:
             self._finish(s, reason, emit=False)
 
     def _finish(self, s: Sequence, reason: str, emit: bool = True) -> None:
         if emit:
-            s.emit(StepOutput(finished=True, finish_reason=reason,
-                              prompt_tokens=len(s.prompt_ids),
-                              completion_tokens=len(s.output_ids)))
+            s.emit(
+                StepOutput(
+                    finished=True,
+                    finish_reason=reason,
+                    prompt_tokens=len(s.prompt_ids),
+                    completion_tokens=len(s.output_ids),
+                )
+            )
         if self.stats is not None:
             self.stats.on_finished(len(s.prompt_ids), len(s.output_ids), reason)
         if s.lora_slot >= 0:

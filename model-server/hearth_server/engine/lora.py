@@ -36,8 +36,10 @@ class LoRAWeights:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.numel() * a.element_size() + b.numel() * b.element_size()
-                   for a, b in self.tensors.values())
+        return sum(
+            a.numel() * a.element_size() + b.numel() * b.element_size()
+            for a, b in self.tensors.values()
+        )
 
 
 @dataclass
@@ -84,7 +86,9 @@ class LoRALinear(nn.Module):
             self.lora_b[slot, :r, :].copy_(b)
 
 
-def patch_model(model: nn.Module, n_slots: int, max_rank: int) -> tuple[LoRAContext, dict[str, LoRALinear]]:
+def patch_model(
+    model: nn.Module, n_slots: int, max_rank: int
+) -> tuple[LoRAContext, dict[str, LoRALinear]]:
     """Replace the target linears of every decoder layer by LoRALinear wrappers."""
     ctx = LoRAContext()
     patched: dict[str, LoRALinear] = {}

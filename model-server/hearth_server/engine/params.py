@@ -80,3 +80,4 @@ class StepOutput:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    matched_stop: str | int | None = None  # the stop string or token id that ended it

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 from hearth_server.engine.lora import LoRAContext, Segment
 
@@ -149,7 +149,9 @@ class ModelRunner:
                     qd[dec_slots] = q[:n_dec]
                     qd = qd.view(n_active, self.n_kv, self.group, self.head_dim)
                     od = F.scaled_dot_product_attention(
-                        qd, kc[:n_active, :, :t_dec], vc[:n_active, :, :t_dec],
+                        qd,
+                        kc[:n_active, :, :t_dec],
+                        vc[:n_active, :, :t_dec],
                         attn_mask=dec_mask,
                     )
                     out[:n_dec] = od.reshape(n_active, self.n_heads, self.head_dim)[dec_slots]
@@ -163,7 +165,9 @@ class ModelRunner:
                     qp = q[off : off + m].view(m, self.n_kv, self.group, self.head_dim)
                     qp = qp.permute(1, 2, 0, 3).reshape(1, self.n_kv, self.group * m, -1)
                     op = F.scaled_dot_product_attention(
-                        qp, kc[c.slot : c.slot + 1, :, :end], vc[c.slot : c.slot + 1, :, :end],
+                        qp,
+                        kc[c.slot : c.slot + 1, :, :end],
+                        vc[c.slot : c.slot + 1, :, :end],
                         attn_mask=mask,
                     )
                     op = op.view(self.n_kv, self.group, m, self.head_dim).permute(2, 0, 1, 3)

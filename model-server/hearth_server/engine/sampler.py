@@ -18,7 +18,9 @@ class RowState:
     banned: list[int]  # token ids masked out this step (e.g. EOS before min_tokens)
 
 
-def sample(logits: torch.Tensor, rows: list[RowState]) -> tuple[list[int], list[TokenLogprob | None]]:
+def sample(
+    logits: torch.Tensor, rows: list[RowState]
+) -> tuple[list[int], list[TokenLogprob | None]]:
     """``logits``: (R, V) float32. Greedy rows take the argmax of the processed logits.
 
     Logprobs are reported from the model's raw distribution (before penalties and
@@ -47,10 +49,7 @@ def sample(logits: torch.Tensor, rows: list[RowState]) -> tuple[list[int], list[
 def _sample_row(logits: torch.Tensor, row: RowState) -> int:
     p = row.params
     needs_copy = (
-        row.banned
-        or p.repetition_penalty != 1.0
-        or p.presence_penalty
-        or p.frequency_penalty
+        row.banned or p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty
     )
     if needs_copy:
         logits = logits.clone()

@@ -47,9 +47,7 @@ def gguf_path(name: str) -> Path:
         raise _error(f"unknown builtin model {name!r}; known: {', '.join(sorted(BUILTINS))}")
     found = importlib.util.find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
-        raise _error(
-            f"builtin://{name} needs the PyPI package {spec.package.replace('_', '-')!r}"
-        )
+        raise _error(f"builtin://{name} needs the PyPI package {spec.package.replace('_', '-')!r}")
     path = Path(next(iter(found.submodule_search_locations))) / spec.gguf_file
     if not path.is_file():
         raise _error(f"builtin://{name}: {path} is missing from {spec.package}")

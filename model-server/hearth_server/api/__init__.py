@@ -1,0 +1,1 @@
+"""HTTP surfaces of the server: one subpackage per API dialect."""

@@ -1,0 +1,142 @@
+"""Bridge between async request handlers and the engine thread (shared by all dialects)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from fastapi import Request
+
+from hearth_server.api.errors import ErrorResponse, bad_request, error
+from hearth_server.api.state import ServerState
+from hearth_server.engine.engine import Engine, EngineDead, EngineOverloaded, Sequence
+from hearth_server.engine.params import ParamError, SamplingParams, StepOutput
+
+Behavior = Literal["truncate", "error"]
+
+
+class Generation:
+    """A group of engine sequences (one per prompt x n) whose outputs arrive on one queue."""
+
+    def __init__(
+        self, engine: Engine, items: list[tuple[list[int], SamplingParams]], adapter: str | None
+    ) -> None:
+        self.engine = engine
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[tuple[int, StepOutput]] = asyncio.Queue()
+        self.seqs = [
+            Sequence(ids, params, functools.partial(self._emit, i), adapter=adapter)
+            for i, (ids, params) in enumerate(items)
+        ]
+        self._open = set(range(len(self.seqs)))
+
+    def start(self) -> ErrorResponse | None:
+        """Submit every sequence; on overload withdraw what was submitted."""
+        for i, seq in enumerate(self.seqs):
+            try:
+                self.engine.submit(seq)
+            except (EngineOverloaded, EngineDead) as exc:
+                for done in self.seqs[:i]:
+                    self.engine.abort(done.id)
+                return error(503, str(exc))
+        return None
+
+    def _emit(self, index: int, out: StepOutput) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, (index, out))
+
+    async def stream(self) -> AsyncIterator[tuple[int, StepOutput]]:
+        try:
+            while self._open:
+                index, out = await self._queue.get()
+                if out.finished:
+                    self._open.discard(index)
+                yield index, out
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        for i in list(self._open):
+            self.engine.abort(self.seqs[i].id)
+        self._open.clear()
+
+    async def collect(self, raw: Request | None) -> list[list[StepOutput]]:
+        """Wait for every sequence; abort them if the client goes away meanwhile."""
+        outs: list[list[StepOutput]] = [[] for _ in self.seqs]
+        watcher = asyncio.create_task(_abort_on_disconnect(raw, self)) if raw else None
+        try:
+            async for index, out in self.stream():
+                outs[index].append(out)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+        return outs
+
+
+async def _abort_on_disconnect(raw: Request, gen: Generation) -> None:
+    while True:
+        await asyncio.sleep(0.25)
+        if await raw.is_disconnected():
+            gen.abort()
+            return
+
+
+def resolve_target(state: ServerState, model: str | None) -> str | ErrorResponse | None:
+    """Map a request's ``model`` to None (base) or an adapter name; 404 when unknown."""
+    if model is None or model in (state.settings.model_name, state.settings.model):
+        return None
+    assert state.engine is not None
+    if state.engine.adapters.info(model) is not None:
+        return model
+    return error(404, f"The model `{model}` does not exist.", "model")
+
+
+def fit_max_tokens(
+    state: ServerState,
+    prompt_len: int,
+    max_tokens: int | None,
+    behavior: Behavior,
+    prompt_param: str,
+) -> int | ErrorResponse:
+    """Apply Fireworks' context_length_exceeded_behavior to a request's budget."""
+    limit = state.max_model_len
+    if prompt_len == 0:
+        return bad_request("the prompt is empty", prompt_param)
+    if prompt_len >= limit:
+        return bad_request(
+            f"the prompt is {prompt_len} tokens but this model's context is {limit} tokens "
+            "(leaving no room for output)",
+            prompt_param,
+        )
+    room = limit - prompt_len
+    if max_tokens is None:
+        return room
+    if max_tokens > room:
+        if behavior == "error":
+            return bad_request(
+                f"prompt ({prompt_len} tokens) + max_tokens ({max_tokens}) exceeds the "
+                f"context length {limit}; lower max_tokens or use "
+                "context_length_exceeded_behavior=truncate",
+                "max_tokens",
+            )
+        return room
+    return max_tokens
+
+
+def check_params(params: SamplingParams) -> ErrorResponse | None:
+    try:
+        params.validate()
+    except ParamError as exc:
+        return bad_request(str(exc), exc.param)
+    return None
+
+
+def engine_error(out: StepOutput) -> ErrorResponse | None:
+    if out.finish_reason == "error":
+        status = 404 if out.error and "unloaded" in out.error else 500
+        return error(status, out.error or "internal error")
+    return None

@@ -1,0 +1,17 @@
+"""GET /health: 200 when the engine runs, 503 while loading or after it died."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request) -> Response:
+    state = request.app.state.hearth
+    if state.ready:
+        return Response(status_code=200)
+    reason = state.startup_error or ("engine died" if state.engine else "model is loading")
+    return JSONResponse({"error": {"message": reason, "code": 503}}, status_code=503)

@@ -1,0 +1,33 @@
+"""Wire types of POST /v1/completions."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from hearth_server.api.openai.protocol import SamplingFields
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str | list[int] | list[str] | list[list[int]]
+    max_tokens: int | None = Field(16, ge=1)
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=20)
+    suffix: str | None = None
+
+    def completion_unsupported(self) -> tuple[str, str] | None:
+        if self.suffix:
+            return "suffix", "suffix is not supported by this server"
+        if self.echo and self.logprobs is not None:
+            return "echo", "echo together with logprobs is not supported by this server"
+        if isinstance(self.prompt, list) and not self.prompt:
+            return "prompt", "prompt must not be empty"
+        return self.unsupported()
+
+    def prompts(self) -> list[str | list[int]]:
+        """The prompt as a list of texts or token-id lists (one per choice group)."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if p and isinstance(p[0], int):
+            return [p]  # type: ignore[list-item]
+        return list(p)  # type: ignore[arg-type]

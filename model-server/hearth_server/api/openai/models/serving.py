@@ -1,0 +1,109 @@
+"""Handles /v1/models, /v1/load_lora_adapter and /v1/unload_lora_adapter.
+
+Load and unload are atomic per adapter name (one asyncio.Lock each) and idempotent:
+loading the same name from the same URI again, or unloading a name that is not
+loaded, succeeds without doing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from hearth_server.api.errors import ErrorResponse, bad_request
+from hearth_server.api.openai.models.protocol import (
+    LoadLoRAAdapterRequest,
+    UnloadLoRAAdapterRequest,
+)
+from hearth_server.api.state import ServerState
+from hearth_server.engine.adapters import AdapterInfo
+from hearth_server.engine.lora import AdapterError
+from hearth_server.models import ModelResolutionError, resolve_model
+
+log = logging.getLogger(__name__)
+
+
+def list_models(state: ServerState) -> dict[str, Any]:
+    s = state.settings
+    created = int(time.time())
+    base = s.model_name
+    cards = [
+        {
+            "id": base,
+            "object": "model",
+            "created": created,
+            "owned_by": "hearth",
+            "root": state.model_root or s.model,
+            "parent": None,
+            "max_model_len": state.max_model_len if state.engine else None,
+        }
+    ]
+    if state.engine is not None:
+        for info in state.engine.adapters.list():
+            cards.append(
+                {
+                    "id": info.name,
+                    "object": "model",
+                    "created": int(info.loaded_at),
+                    "owned_by": "hearth",
+                    "root": info.uri,
+                    "parent": base,
+                    "max_model_len": state.max_model_len,
+                }
+            )
+    return {"object": "list", "data": cards}
+
+
+async def load_lora_adapter(
+    state: ServerState, req: LoadLoRAAdapterRequest
+) -> ErrorResponse | dict[str, Any]:
+    engine = state.engine
+    assert engine is not None
+    name = req.lora_name
+    if name in (state.settings.model_name, state.settings.model):
+        return bad_request(f"{name!r} is the base model's name", "lora_name")
+    async with state.adapter_locks[name]:
+        existing = engine.adapters.info(name)
+        if existing is not None:
+            if existing.uri == req.lora_path:
+                return {"status": "already_loaded", "lora_name": name}
+            return bad_request(
+                f"adapter {name!r} is already loaded from {existing.uri!r}; unload it first",
+                "lora_name",
+            )
+        start = time.monotonic()
+        try:
+            resolved = await asyncio.to_thread(resolve_model, req.lora_path, "adapter")
+            weights = await asyncio.to_thread(engine.read_adapter, name, resolved.path)
+        except (ModelResolutionError, AdapterError) as exc:
+            return bad_request(str(exc), "lora_path")
+        took = time.monotonic() - start
+        info = AdapterInfo(name, req.lora_path, resolved.path, weights.rank, time.time())
+        engine.adapters.add(info, weights)
+        log.info(
+            "loaded LoRA adapter %s (rank %d, %.1f MB) from %s in %.2fs",
+            name,
+            weights.rank,
+            weights.nbytes / 1e6,
+            resolved.path,
+            took,
+        )
+        return {
+            "status": "loaded",
+            "lora_name": name,
+            "rank": weights.rank,
+            "seconds": round(took, 4),
+        }
+
+
+async def unload_lora_adapter(state: ServerState, req: UnloadLoRAAdapterRequest) -> dict[str, Any]:
+    engine = state.engine
+    assert engine is not None
+    async with state.adapter_locks[req.lora_name]:
+        removed = engine.adapters.remove(req.lora_name)
+        if removed:
+            engine.release_adapter(req.lora_name)
+            log.info("unloaded LoRA adapter %s", req.lora_name)
+    return {"status": "unloaded" if removed else "not_loaded", "lora_name": req.lora_name}

@@ -1,0 +1,27 @@
+"""Wire types of POST /tokenize and POST /detokenize."""
+
+from __future__ import annotations
+
+from pydantic import model_validator
+
+from hearth_server.api.openai.chat.protocol import ChatMessage
+from hearth_server.api.openai.protocol import OpenAIBaseModel
+
+
+class TokenizeRequest(OpenAIBaseModel):
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    add_special_tokens: bool = True
+    add_generation_prompt: bool = True
+
+    @model_validator(mode="after")
+    def _one_input(self) -> TokenizeRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of prompt or messages")
+        return self
+
+
+class DetokenizeRequest(OpenAIBaseModel):
+    model: str | None = None
+    tokens: list[int]
