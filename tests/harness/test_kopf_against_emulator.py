@@ -1,0 +1,96 @@
+"""The real kopf operator against the emulated API: discovery, watching, kopf's
+annotation/status patches, finalizers, and kopf.adopt's owner references."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import kubernetes
+import pytest
+
+from tests.harness.emulator import KubeEmulatorServer
+from tests.harness.kopf_runner import KopfOperator
+from tests.harness.waiting import eventually
+
+GROUP, VERSION, PLURAL = 'example.dev', 'v1', 'widgets'
+
+
+def make_registry(client: kubernetes.client.ApiClient) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    core = kubernetes.client.CoreV1Api(client)
+
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id='create_child')
+    def create_child(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str,
+                     **_: Any) -> dict[str, str]:
+        child: dict[str, Any] = {'apiVersion': 'v1', 'kind': 'ConfigMap',
+                                 'metadata': {'name': f'{name}-config'},
+                                 'data': {'size': spec['size']}}
+        kopf.adopt(child, owner=body)
+        core.create_namespaced_config_map(namespace, child)
+        return {'child': child['metadata']['name']}
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id='cleanup')
+    def cleanup(name: str, namespace: str, **_: Any) -> None:
+        core.create_namespaced_config_map(namespace, {'metadata': {'name': f'{name}-deleted'}})
+
+    return registry
+
+
+@pytest.mark.timeout(60)
+def test_kopf_adopts_child_and_cascade_deletes(api: KubeEmulatorServer,
+                                               client: kubernetes.client.ApiClient) -> None:
+    core = kubernetes.client.CoreV1Api(client)
+    custom = kubernetes.client.CustomObjectsApi(client)
+    with KopfOperator(api, make_registry(client)):
+        owner = custom.create_namespaced_custom_object(GROUP, VERSION, 'default', PLURAL, {
+            'apiVersion': 'example.dev/v1', 'kind': 'Widget', 'metadata': {'name': 'w'},
+            'spec': {'size': 'M'}})
+
+        child = eventually(lambda: core.read_namespaced_config_map('w-config', 'default'))
+        refs = child.metadata.owner_references
+        assert [(r.kind, r.name, r.uid, r.controller) for r in refs] == \
+            [('Widget', 'w', owner['metadata']['uid'], True)]
+        assert child.data == {'size': 'M'}
+
+        # kopf recorded its handler result in the status subresource and its finalizer.
+        def handled() -> dict[str, Any] | None:
+            obj = custom.get_namespaced_custom_object(GROUP, VERSION, 'default', PLURAL, 'w')
+            done = obj.get('status', {}).get('create_child') == {'child': 'w-config'}
+            return obj if done else None
+
+        obj = eventually(handled)
+        assert obj['metadata']['finalizers'] == ['kopf.zalando.org/KopfFinalizerMarker']
+        assert obj['metadata']['generation'] == 1  # kopf's status/annotation writes
+
+        custom.delete_namespaced_custom_object(GROUP, VERSION, 'default', PLURAL, 'w')
+        # kopf's delete handler runs, then it releases its finalizer; the GC takes the child.
+        eventually(lambda: core.read_namespaced_config_map('w-deleted', 'default'))
+        eventually(lambda: api.get('example.dev/v1', 'Widget', 'w', 'default') is None)
+        eventually(lambda: api.get('v1', 'ConfigMap', 'w-config', 'default') is None)
+
+
+@pytest.mark.timeout(60)
+def test_kopf_discovers_a_crd_created_while_running(api: KubeEmulatorServer,
+                                                   client: kubernetes.client.ApiClient) -> None:
+    registry = kopf.OperatorRegistry()
+    seen: list[str] = []
+
+    @kopf.on.create('later.dev', 'v1', 'things', registry=registry)
+    def on_thing(name: str, **_: Any) -> None:
+        seen.append(name)
+
+    with KopfOperator(api, registry):
+        api.create({
+            'apiVersion': 'apiextensions.k8s.io/v1', 'kind': 'CustomResourceDefinition',
+            'metadata': {'name': 'things.later.dev'},
+            'spec': {'group': 'later.dev', 'scope': 'Namespaced',
+                     'names': {'plural': 'things', 'singular': 'thing', 'kind': 'Thing'},
+                     'versions': [{'name': 'v1', 'served': True, 'storage': True,
+                                   'schema': {'openAPIV3Schema': {
+                                       'type': 'object',
+                                       'x-kubernetes-preserve-unknown-fields': True}}}]},
+        })
+        api.create({'apiVersion': 'later.dev/v1', 'kind': 'Thing',
+                    'metadata': {'name': 't1', 'namespace': 'default'}})
+        eventually(lambda: seen == ['t1'], timeout=20)
