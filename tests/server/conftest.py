@@ -89,7 +89,15 @@ def make_adapter(model_dir: Path, out: Path, seed: int, rank: int = 8, scale: fl
     cfg = LoraConfig(
         r=rank,
         lora_alpha=rank,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        target_modules=[
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
         init_lora_weights=False,  # random B too, so the adapter changes outputs
     )
     peft_model = get_peft_model(base, cfg)

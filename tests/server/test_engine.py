@@ -146,18 +146,19 @@ def test_seed_reproducible_and_sampling_params_apply(make_engine, tiny_dir: Path
     _, tok = load_tiny(tiny_dir)
     engine = make_engine()
     prompt = _ids(tok, PROMPTS[2])
-    seeded = SamplingParams(max_tokens=16, temperature=1.0, top_p=0.9, top_k=50, min_p=0.01,
-                            seed=7, ignore_eos=True)
+    seeded = SamplingParams(
+        max_tokens=16, temperature=1.0, top_p=0.9, top_k=50, min_p=0.01, seed=7, ignore_eos=True
+    )
     a, b = generate(engine, [prompt, prompt], seeded)
     assert a.tokens == b.tokens
     other = SamplingParams(**{**seeded.__dict__, "seed": 8})
     assert generate(engine, [prompt], other)[0].tokens != a.tokens
     # A huge repetition penalty forbids repeating any token seen so far under greedy.
-    rep = SamplingParams(max_tokens=10, temperature=0.0, repetition_penalty=2.0,
-                         ignore_eos=True)
+    rep = SamplingParams(max_tokens=10, temperature=0.0, repetition_penalty=2.0, ignore_eos=True)
     toks = generate(engine, [prompt], rep)[0].tokens
-    plain = generate(engine, [prompt], SamplingParams(max_tokens=10, temperature=0.0,
-                                                       ignore_eos=True))[0].tokens
+    plain = generate(
+        engine, [prompt], SamplingParams(max_tokens=10, temperature=0.0, ignore_eos=True)
+    )[0].tokens
     assert toks != plain
 
 
@@ -168,13 +169,17 @@ def test_stop_strings_and_stop_tokens(make_engine, tiny_dir: Path) -> None:
     free = generate(engine, [prompt], GREEDY)[0]
     assert len(free.text) > 4
     stop = free.text[2:4]
-    cut = generate(engine, [prompt], SamplingParams(max_tokens=12, temperature=0.0,
-                                                    ignore_eos=True, stop=[stop]))[0]
+    cut = generate(
+        engine,
+        [prompt],
+        SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True, stop=[stop]),
+    )[0]
     assert cut.final.finish_reason == "stop" and cut.final.matched_stop == stop
     assert cut.text == free.text[: free.text.index(stop)]
     tok_stop = free.tokens[3]
-    by_id = generate(engine, [prompt], SamplingParams(max_tokens=12, temperature=0.0,
-                                                      stop_token_ids=[tok_stop]))[0]
+    by_id = generate(
+        engine, [prompt], SamplingParams(max_tokens=12, temperature=0.0, stop_token_ids=[tok_stop])
+    )[0]
     assert by_id.final.finish_reason == "stop"
     assert by_id.tokens == free.tokens[: free.tokens.index(tok_stop) + 1]
 
