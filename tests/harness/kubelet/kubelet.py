@@ -1,0 +1,301 @@
+"""The process kubelet: runs the pods of the emulated cluster as local processes.
+
+It is a separate component that only talks to the API over HTTP, like a real
+kubelet (plus the scheduler's one job: binding unbound pods to its node). It
+watches pods, runs each one with a :class:`PodWorker`, gives every pod its own
+loopback address (127.0.1.1, 127.0.1.2, ...: all of 127.0.0.0/8 is local on Linux,
+so a server bound to its POD_IP gets a real address and keeps its real port), and
+finishes graceful deletions: SIGTERM, SIGKILL after the grace period, then a DELETE
+with grace period 0.
+
+``fake_ready=True`` starts nothing and reports every pod Running and Ready at once,
+for benchmarks of the control plane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import pathlib
+import sys
+import tempfile
+import threading
+from collections.abc import Coroutine, Mapping
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from tests.harness.emulator import KubeEmulatorServer
+from tests.harness.kubelet.client import ApiStatusError, KubeClient
+from tests.harness.kubelet.pods import PodWorker, now
+
+logger = logging.getLogger('tests.harness.kubelet')
+
+
+class ProcessKubelet:
+    def __init__(
+        self,
+        api: KubeEmulatorServer | str,
+        *,
+        node_name: str = 'process-node',
+        node_labels: Mapping[str, str] | None = None,
+        log_dir: str | pathlib.Path | None = None,
+        workdir: str | pathlib.Path | None = None,
+        env: Mapping[str, str] | None = None,
+        inherit_env: bool = True,
+        fake_ready: bool = False,
+        first_ip: str = '127.0.1.1',
+        backoff_base: float = 0.2,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.api = api
+        self.url = api if isinstance(api, str) else api.url
+        self.node_name = node_name
+        self.node_labels = dict(node_labels or {})
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if log_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix='process-kubelet-')
+            log_dir = self._tmp.name
+        self.log_dir = pathlib.Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.workdir = pathlib.Path(workdir) if workdir is not None else pathlib.Path.cwd()
+        self.extra_env = dict(env or {})
+        self.inherit_env = inherit_env
+        self.fake_ready = fake_ready
+        self.host_ip = '127.0.0.1'
+        self._next_ip = ipaddress.IPv4Address(first_ip)
+        self._free_ips: list[str] = []
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.logger = logger
+        self.workers: dict[str, PodWorker] = {}  # by pod uid
+        self._client: KubeClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def client(self) -> KubeClient:
+        assert self._client is not None
+        return self._client
+
+    def base_env(self) -> dict[str, str]:
+        """What every container starts from: this process's env (PATH, the virtualenv) when
+        ``inherit_env``, since the processes run on this machine rather than in an image."""
+        base = dict(os.environ) if self.inherit_env else {'PATH': os.environ.get('PATH', '')}
+        base.setdefault('PYTHON', sys.executable)
+        base.update(self.extra_env)
+        return base
+
+    def allocate_ip(self) -> str:
+        if self._free_ips:
+            return self._free_ips.pop(0)
+        address = self._next_ip
+        self._next_ip += 1
+        while str(self._next_ip).endswith(('.0', '.255')):
+            self._next_ip += 1
+        return str(address)
+
+    # ----- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> ProcessKubelet:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name='process-kubelet', daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self.error is not None:
+            raise RuntimeError('the process kubelet failed to start') from self.error
+        if isinstance(self.api, KubeEmulatorServer):
+            self.api.emulator.log_source = self.read_log
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+        if isinstance(self.api, KubeEmulatorServer) and \
+                self.api.emulator.log_source == self.read_log:
+            self.api.emulator.log_source = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:
+            self.error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        async with KubeClient(self.url) as client:
+            self._client = client
+            await self._register_node()
+            watcher = asyncio.create_task(self._watch_pods())
+            self._ready.set()
+            try:
+                await self._stopping.wait()
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                # Stopping the kubelet kills what it started; the API objects stay (as when a
+                # node dies), so that a test can still read their last reported status.
+                await asyncio.gather(*self._background, return_exceptions=True)
+                await asyncio.gather(*(worker.terminate(1.0, report=False)
+                                       for worker in self.workers.values()))
+                self.workers.clear()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _register_node(self) -> None:
+        node = {'apiVersion': 'v1', 'kind': 'Node', 'metadata': {
+            'name': self.node_name, 'labels': {'kubernetes.io/hostname': self.node_name,
+                                               **self.node_labels}},
+            'status': {'addresses': [{'type': 'InternalIP', 'address': self.host_ip}],
+                       'conditions': [{'type': 'Ready', 'status': 'True'}]}}
+        try:
+            await self.client.request('POST', '/api/v1/nodes', node)
+        except ApiStatusError as exc:
+            if exc.status != 409:
+                raise
+
+    async def _watch_pods(self) -> None:
+        """List, then watch from the list's resourceVersion; relist when the watch ends."""
+        while True:
+            try:
+                listing = await self.client.get('/api/v1/pods')
+                for pod in listing['items']:
+                    await self._on_pod('ADDED', pod)
+                rv = listing['metadata']['resourceVersion']
+                while True:
+                    async for event in self.client.watch('/api/v1/pods',
+                                                         {'resourceVersion': rv}):
+                        if event['type'] == 'ERROR':
+                            raise ApiStatusError(event['object'].get('code', 500), str(event))
+                        rv = event['object']['metadata']['resourceVersion']
+                        await self._on_pod(event['type'], event['object'])
+            except asyncio.CancelledError:
+                raise
+            except (ApiStatusError, aiohttp.ClientError, OSError) as exc:
+                self.logger.info('pod watch interrupted (%s); relisting', exc)
+                await asyncio.sleep(0.2)
+
+    async def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
+        meta = pod['metadata']
+        uid = meta['uid']
+        worker = self.workers.get(uid)
+        if kind == 'DELETED':
+            if worker is not None and not worker.terminating:
+                # Force-deleted (or deleted elsewhere) while running: stop it at once.
+                worker.terminating = True
+                self._spawn(self._finish(worker, 0, delete=False))
+            return
+        node = pod.get('spec', {}).get('nodeName')
+        if node and node != self.node_name:
+            return
+        if worker is not None:
+            worker.pod = pod
+            if meta.get('deletionTimestamp') and not worker.terminating:
+                grace = float(meta.get('deletionGracePeriodSeconds') or 0)
+                worker.terminating = True
+                self._spawn(self._finish(worker, grace, delete=True))
+            return
+        if pod.get('status', {}).get('phase') in ('Succeeded', 'Failed'):
+            if meta.get('deletionTimestamp'):
+                await self._delete(pod)
+            return
+        if meta.get('deletionTimestamp'):
+            await self._delete(pod)  # never started here: nothing to stop
+            return
+        if not node and not await self._bind(pod):
+            return
+        worker = PodWorker(self, pod, self.allocate_ip())
+        self.workers[uid] = worker
+        if self.fake_ready:
+            await self._report_fake_ready(worker)
+        else:
+            worker.start()
+
+    async def _bind(self, pod: dict[str, Any]) -> bool:
+        meta = pod['metadata']
+        body = {'apiVersion': 'v1', 'kind': 'Binding', 'metadata': {'name': meta['name']},
+                'target': {'apiVersion': 'v1', 'kind': 'Node', 'name': self.node_name}}
+        try:
+            await self.client.request(
+                'POST', f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/binding",
+                body)
+        except ApiStatusError as exc:
+            if exc.status in (404, 409):
+                return False  # deleted meanwhile, or bound elsewhere
+            raise
+        return True
+
+    async def _report_fake_ready(self, worker: PodWorker) -> None:
+        for run in worker.runs:
+            run.ready = run.started = True
+            run.state = {'running': {'startedAt': now()}}
+            run.process = None
+        worker.initialized = True
+        status = worker.status()
+        status['phase'] = 'Running'
+        for condition in status['conditions']:
+            condition['status'] = 'True'
+            condition.pop('reason', None)
+        with contextlib.suppress(ApiStatusError):
+            await self.client.merge_patch(f'{worker.path}/status', {'status': status})
+
+    async def _finish(self, worker: PodWorker, grace: float, *, delete: bool) -> None:
+        try:
+            await worker.terminate(grace, report=delete)
+            if delete:
+                await self._delete(worker.pod)
+        finally:
+            if self.workers.pop(worker.uid, None) is not None:
+                self._free_ips.append(worker.pod_ip)
+
+    async def _delete(self, pod: dict[str, Any]) -> None:
+        """What a kubelet does once containers are gone: delete with grace 0 (and the uid as a
+        precondition, so that a new pod with the same name is never hit)."""
+        meta = pod['metadata']
+        body = {'kind': 'DeleteOptions', 'apiVersion': 'v1', 'gracePeriodSeconds': 0,
+                'preconditions': {'uid': meta['uid']}}
+        with contextlib.suppress(ApiStatusError):
+            await self.client.request(
+                'DELETE', f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body)
+
+    # ----- logs ---------------------------------------------------------------------------------
+
+    def read_log(self, namespace: str, pod: str, container: str | None = None) -> str | None:
+        pattern = f'{namespace}_{pod}_{container}.log' if container else f'{namespace}_{pod}_*.log'
+        files = sorted(self.log_dir.glob(pattern))
+        if not files:
+            return None
+        return ''.join(file.read_text(errors='replace') for file in files)
+
+    def dump_logs(self) -> str:
+        """All container logs, for showing when a test fails."""
+        parts = []
+        for file in sorted(self.log_dir.glob('*.log')):
+            parts.append(f'===== {file.name} =====\n{file.read_text(errors="replace")}')
+        return '\n'.join(parts)

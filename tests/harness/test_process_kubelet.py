@@ -1,0 +1,157 @@
+"""The process kubelet: pods as local processes with their own loopback IPs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+from kubernetes.client import CoreV1Api
+
+from tests.harness.emulator import KubeEmulatorServer
+from tests.harness.kubelet import ProcessKubelet
+from tests.harness.waiting import eventually
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def kubelet(api: KubeEmulatorServer, tmp_path: Any) -> Iterator[ProcessKubelet]:
+    with ProcessKubelet(api, log_dir=tmp_path / 'logs') as kubelet:
+        yield kubelet
+
+
+def pod(name: str, command: list[str], *, restart: str = 'Always',
+        **container: Any) -> dict[str, Any]:
+    return {'metadata': {'name': name, 'labels': {'app': name}},
+            'spec': {'restartPolicy': restart, 'terminationGracePeriodSeconds': 5,
+                     'containers': [{'name': 'main', 'image': 'python', 'command': command,
+                                     **container}]}}
+
+
+def ready(core: CoreV1Api, name: str) -> Any:
+    current = core.read_namespaced_pod(name, 'default')
+    conditions = {c.type: c.status for c in current.status.conditions or []}
+    return current if conditions.get('Ready') == 'True' else None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_http_server_pod_becomes_ready_and_is_killed_on_delete(
+        core: CoreV1Api, kubelet: ProcessKubelet, api: KubeEmulatorServer) -> None:
+    spec = pod('web', [sys.executable, '-m', 'http.server', '8080', '--bind', '$(POD_IP)'],
+               ports=[{'name': 'http', 'containerPort': 8080}],
+               readinessProbe={'httpGet': {'path': '/', 'port': 'http'},
+                               'periodSeconds': 1, 'failureThreshold': 3},
+               env=[{'name': 'MY_IP', 'valueFrom': {'fieldRef': {'fieldPath': 'status.podIP'}}}])
+    core.create_namespaced_pod('default', spec)
+    running = eventually(lambda: ready(core, 'web'), timeout=20,
+                         message=kubelet.dump_logs())
+    assert running.status.phase == 'Running'
+    assert running.spec.node_name == 'process-node'
+    ip = running.status.pod_ip
+    assert ip.startswith('127.0.1.')
+    status = running.status.container_statuses[0]
+    assert status.ready and status.state.running is not None and status.restart_count == 0
+    with urllib.request.urlopen(f'http://{ip}:8080/', timeout=5) as response:
+        assert response.status == 200
+    pid = int(status.container_id.removeprefix('process://'))
+    assert alive(pid)
+    assert 'GET / HTTP' in eventually(lambda: core.read_namespaced_pod_log('web', 'default'))
+
+    core.delete_namespaced_pod('web', 'default')
+    eventually(lambda: api.get('v1', 'Pod', 'web', 'default') is None)
+    assert not alive(pid)
+
+
+def test_restart_policies(core: CoreV1Api, kubelet: ProcessKubelet) -> None:
+    crash = [sys.executable, '-c', 'import sys; print("crashing"); sys.exit(3)']
+    core.create_namespaced_pod('default', pod('crashy', crash, restart='Always'))
+    core.create_namespaced_pod('default', pod('failing', crash, restart='Never'))
+    core.create_namespaced_pod('default', pod('done', [sys.executable, '-c', 'pass'],
+                                              restart='OnFailure'))
+
+    def restarted_twice() -> Any:
+        status = core.read_namespaced_pod('crashy', 'default').status
+        statuses = status.container_statuses or []
+        return statuses and statuses[0].restart_count >= 2 and statuses[0]
+
+    crashy = eventually(restarted_twice, timeout=20)
+    assert crashy.last_state.terminated.exit_code == 3
+    assert core.read_namespaced_pod('crashy', 'default').status.phase == 'Running'
+
+    failed = eventually(lambda: core.read_namespaced_pod('failing', 'default').status.phase
+                        == 'Failed' and core.read_namespaced_pod('failing', 'default'))
+    terminated = failed.status.container_statuses[0].state.terminated
+    assert terminated.exit_code == 3 and terminated.reason == 'Error'
+    assert failed.status.container_statuses[0].restart_count == 0
+    eventually(lambda: core.read_namespaced_pod('done', 'default').status.phase == 'Succeeded')
+    assert 'crashing' in kubelet.read_log('default', 'failing', 'main')
+
+
+def test_environment_and_downward_api(core: CoreV1Api, kubelet: ProcessKubelet) -> None:
+    core.create_namespaced_config_map('default', {'metadata': {'name': 'settings'},
+                                                  'data': {'level': 'debug'}})
+    core.create_namespaced_secret('default', {'metadata': {'name': 'creds'},
+                                              'stringData': {'token': 's3cret'}})
+    script = ('import os; print(" ".join(f"{k}={os.environ[k]}" for k in '
+              '["POD_NAME", "POD_NS", "POD_IP", "LEVEL", "TOKEN", "GREETING"]))')
+    spec = pod('envy', [sys.executable, '-c', script], restart='Never', env=[
+        {'name': 'POD_NAME', 'valueFrom': {'fieldRef': {'fieldPath': 'metadata.name'}}},
+        {'name': 'POD_NS', 'valueFrom': {'fieldRef': {'fieldPath': 'metadata.namespace'}}},
+        {'name': 'POD_IP', 'valueFrom': {'fieldRef': {'fieldPath': 'status.podIP'}}},
+        {'name': 'LEVEL', 'valueFrom': {'configMapKeyRef': {'name': 'settings',
+                                                            'key': 'level'}}},
+        {'name': 'TOKEN', 'valueFrom': {'secretKeyRef': {'name': 'creds', 'key': 'token'}}},
+        {'name': 'GREETING', 'value': 'hello $(POD_NAME)'},
+    ])
+    core.create_namespaced_pod('default', spec)
+    done = eventually(lambda: core.read_namespaced_pod('envy', 'default').status.phase
+                      == 'Succeeded' and core.read_namespaced_pod('envy', 'default'))
+    log = kubelet.read_log('default', 'envy', 'main') or ''
+    assert (f'POD_NAME=envy POD_NS=default POD_IP={done.status.pod_ip} LEVEL=debug '
+            'TOKEN=s3cret GREETING=hello envy') in log
+
+
+def test_startup_probe_failure_restarts_container(core: CoreV1Api,
+                                                  kubelet: ProcessKubelet) -> None:
+    # Nothing listens on the probed port: the startup probe fails and the container restarts.
+    spec = pod('slow', [sys.executable, '-c', 'import time; time.sleep(60)'],
+               startupProbe={'tcpSocket': {'port': 9}, 'periodSeconds': 1,
+                             'failureThreshold': 1})
+    core.create_namespaced_pod('default', spec)
+
+    def restarted() -> bool:
+        statuses = core.read_namespaced_pod('slow', 'default').status.container_statuses or []
+        return bool(statuses) and statuses[0].restart_count >= 1 and not statuses[0].started
+
+    eventually(restarted, timeout=20)
+
+
+def test_fake_ready_mode(api: KubeEmulatorServer, core: CoreV1Api) -> None:
+    with ProcessKubelet(api, fake_ready=True):
+        core.create_namespaced_pod('default', pod('fake', ['/does/not/exist']))
+        fake = eventually(lambda: ready(core, 'fake'))
+        assert fake.status.phase == 'Running' and fake.status.pod_ip.startswith('127.0.1.')
+        core.delete_namespaced_pod('fake', 'default')
+        eventually(lambda: api.get('v1', 'Pod', 'fake', 'default') is None)
+
+
+def test_kubelet_client_is_plain_http(api: KubeEmulatorServer) -> None:
+    """The kubelet needs nothing but the URL: it is a separate component."""
+    with ProcessKubelet(api.url, fake_ready=True) as kubelet, \
+            kubernetes.config.new_client_from_config(
+                config_file=str(api.kubeconfig_path)) as client:
+        assert kubelet.url == api.url
+        nodes = CoreV1Api(client).list_node().items
+        assert [n.metadata.name for n in nodes] == ['process-node']
