@@ -80,7 +80,8 @@ def api() -> Iterator[KubeEmulatorServer]:
 
 @pytest.fixture
 def client(api: KubeEmulatorServer) -> Iterator[kubernetes.client.ApiClient]:
-    with kubernetes.config.new_client_from_config(config_file=str(api.kubeconfig_path)) as c:
+    config = str(api.kubeconfig_path)
+    with kubernetes.config.new_client_from_config(config_file=config) as c:  # type: ignore[no-untyped-call]
         yield c
 
 

@@ -155,8 +155,12 @@ class KubeEmulator:
         while True:
             await self._gc_wakeup.wait()
             self._gc_wakeup.clear()
-            while self.gc.sweep():
-                await asyncio.sleep(0)  # let API requests interleave, as a real GC does
+            # Sweep until there is nothing left to do, yielding between sweeps so that API
+            # requests interleave with the collection as they do with a real collector.
+            changed = True
+            while changed:
+                changed = self.gc.sweep()
+                await asyncio.sleep(0)
 
     def close_watches(self) -> None:
         for watch in list(self._watches):
@@ -209,7 +213,8 @@ class KubeEmulator:
         if method == 'GET' and query.get('watch') in ('true', '1'):
             # Legacy watch of a single object by URL: same as a fieldSelector on the name.
             fields = f'metadata.name={route.name}'
-            return await self._watch(raw, rtype, route.namespace, {**query, 'fieldSelector': fields})
+            return await self._watch(raw, rtype, route.namespace,
+                                     {**query, 'fieldSelector': fields})
         store, ns, name = self.store, route.namespace, route.name
         if method == 'GET':
             return _json(_present(rtype, store.get(rtype, ns, name)))
@@ -332,12 +337,12 @@ class KubeEmulator:
                 if remaining is not None and remaining <= 0:
                     break
                 try:
-                    event = await asyncio.wait_for(watch.queue.get(), remaining)
+                    live = await asyncio.wait_for(watch.queue.get(), remaining)
                 except TimeoutError:
                     break
-                if event is None:
+                if live is None:
                     break
-                translated = watch.translate(event)
+                translated = watch.translate(live)
                 if translated is not None:
                     await response.write(json.dumps(translated).encode() + b'\n')
             await response.write_eof()

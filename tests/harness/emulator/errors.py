@@ -75,7 +75,8 @@ def conflict(plural: str, name: str, group: str = '', why: str | None = None) ->
     qualified = f'{plural}.{group}' if group else plural
     why = why or ('the object has been modified; '
                   'please apply your changes to the latest version and try again')
-    return ApiError(409, 'Conflict', f'Operation cannot be fulfilled on {qualified} "{name}": {why}',
+    return ApiError(409, 'Conflict',
+                    f'Operation cannot be fulfilled on {qualified} "{name}": {why}',
                     name=name, group=group, kind=plural)
 
 
@@ -99,12 +100,17 @@ def forbidden(message: str, *, name: str | None = None, kind: str | None = None)
     return ApiError(403, 'Forbidden', message, name=name, kind=kind)
 
 
-def method_not_allowed(message: str = 'the server does not allow this method on the requested resource') -> ApiError:
+def method_not_allowed(
+        message: str = 'the server does not allow this method on the requested resource',
+) -> ApiError:
     return ApiError(405, 'MethodNotAllowed', message)
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, 'UnsupportedMediaType', f'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {content_type})')
+    return ApiError(415, 'UnsupportedMediaType',
+                    'the body of the request was in an unknown format - accepted media types '
+                    'include: application/json-patch+json, application/merge-patch+json '
+                    f'(got {content_type})')
 
 
 def gone(message: str) -> ApiError:

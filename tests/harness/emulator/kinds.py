@@ -152,10 +152,10 @@ def validate_update(rtype: ResourceType, old: dict[str, Any], new: dict[str, Any
         old_node = old.get('spec', {}).get('nodeName')
         if old_node and new.get('spec', {}).get('nodeName') != old_node:
             raise invalid('Pod', name, [('spec.nodeName', 'Forbidden: field is immutable')])
-    if key == ('batch', 'Job'):
-        if old.get('spec', {}).get('template') != new.get('spec', {}).get('template'):
-            raise invalid('Job', name, [('spec.template', 'Invalid value: field is immutable')],
-                          group='batch')
+    if key == ('batch', 'Job') and \
+            old.get('spec', {}).get('template') != new.get('spec', {}).get('template'):
+        raise invalid('Job', name, [('spec.template', 'Invalid value: field is immutable')],
+                      group='batch')
     if key in (('', 'ConfigMap'), ('', 'Secret')) and old.get('immutable'):
         for field in ('data', 'binaryData', 'immutable'):
             if old.get(field) != new.get(field):

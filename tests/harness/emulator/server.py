@@ -12,6 +12,7 @@ requests that no such reaction answers reach the emulator.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import contextlib
 import json
@@ -228,8 +229,7 @@ class KubeEmulatorServer:
             await runner.setup()
             site = aiohttp.web.TCPSite(runner, self._host, self._port)
             await site.start()
-            sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-            self.port = sockets[0].getsockname()[1]
+            self.port = int(runner.addresses[0][1])
             controllers = asyncio.create_task(self.emulator.run_controllers())
             self._ready.set()
             try:
@@ -315,23 +315,23 @@ class KubeEmulatorServer:
             rtype.group_plural, namespace if rtype.namespaced else None, name))
 
     def list(self, api_version: str, kind: str, namespace: str | None = None,
-             label_selector: str | None = None) -> list[Obj]:
+             label_selector: str | None = None) -> builtins.list[Obj]:
         rtype = self._rtype(api_version, kind)
         return self.call(lambda: self.emulator.store.list(
             rtype, namespace, label_selector=label_selector))
 
-    def apply_yaml(self, path: str | pathlib.Path) -> list[Obj]:
+    def apply_yaml(self, path: str | pathlib.Path) -> builtins.list[Obj]:
         """Apply every document of a YAML file (or every *.yaml file of a directory)."""
         path = pathlib.Path(path)
         files = sorted(path.glob('*.yaml')) + sorted(path.glob('*.yml')) if path.is_dir() \
             else [path]
-        result: list[Obj] = []
+        result: builtins.list[Obj] = []
         for file in files:
             for doc in yaml.safe_load_all(file.read_text()):
                 if doc:
                     result.append(self.apply(doc))
         return result
 
-    def load_crds(self, path: str | pathlib.Path) -> list[Obj]:
+    def load_crds(self, path: str | pathlib.Path) -> builtins.list[Obj]:
         """Load CustomResourceDefinitions from a YAML file or a directory of them."""
         return self.apply_yaml(path)

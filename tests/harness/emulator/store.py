@@ -62,7 +62,8 @@ Validator = Callable[[ResourceType, Obj, Obj | None], list[tuple[str, str]]]
 
 FOREGROUND_FINALIZER = 'foregroundDeletion'
 CRD_CLEANUP_FINALIZER = 'customresourcecleanup.apiextensions.k8s.io'
-_DNS1123_SUBDOMAIN = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')
+_DNS1123_SUBDOMAIN = re.compile(
+    r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')
 _DNS1123_LABEL = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')
 _SERVER_FIELDS = ('uid', 'resourceVersion', 'creationTimestamp', 'deletionTimestamp',
                   'deletionGracePeriodSeconds', 'generation', 'managedFields', 'selfLink')
