@@ -403,3 +403,30 @@ def test_fault_injection_through_kmock(api: KubeEmulatorServer, core: CoreV1Api)
         core.create_namespaced_config_map('default', {'metadata': {'name': 'a'}})
     assert exc.value.status == 503
     assert len(list(api.kmock['create', kmock.resource('v1/configmaps')])) >= 1
+
+
+def test_resource_quota_admission_and_usage(core: CoreV1Api, custom: CustomObjectsApi) -> None:
+    core.create_namespaced_resource_quota('default', {'metadata': {'name': 'q'}, 'spec': {'hard': {
+        'count/widgets.example.dev': '1', 'requests.nvidia.com/gpu': '2', 'pods': '5'}}})
+    create_widget(custom, 'w1')
+    with pytest.raises(ApiException) as exc:
+        create_widget(custom, 'w2')
+    assert exc.value.status == 403
+    assert 'exceeded quota: q, requested: count/widgets.example.dev=1' in \
+        error_of(exc.value)['message']
+
+    def gpu_pod(name: str, gpus: int) -> dict[str, Any]:
+        return {'metadata': {'name': name}, 'spec': {'containers': [{
+            'name': 'c', 'image': 'x', 'resources': {'limits': {'nvidia.com/gpu': str(gpus)}}}]}}
+
+    core.create_namespaced_pod('default', gpu_pod('p1', 1))
+    with pytest.raises(ApiException) as exc:
+        core.create_namespaced_pod('default', gpu_pod('p2', 2))
+    assert exc.value.status == 403 and 'limited: requests.nvidia.com/gpu=2' in exc.value.body
+
+    def used() -> dict[str, str] | None:
+        quota = core.read_namespaced_resource_quota('q', 'default')
+        return quota.status.used if quota.status and quota.status.used else None
+
+    assert eventually(lambda: used() == {'count/widgets.example.dev': '1',
+                                         'requests.nvidia.com/gpu': '1', 'pods': '1'})

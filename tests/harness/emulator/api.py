@@ -21,6 +21,7 @@ import aiohttp.web
 from tests.harness.emulator.errors import ApiError, bad_request, gone, method_not_allowed, not_found
 from tests.harness.emulator.gc import GarbageCollector
 from tests.harness.emulator.patching import apply_patch
+from tests.harness.emulator.quota import QuotaController
 from tests.harness.emulator.resources import POD_GROUP_PLURAL, VERBS, Registry, ResourceType
 from tests.harness.emulator.selectors import field_matcher, label_matcher
 from tests.harness.emulator.store import Obj, Store, Validator, WatchEvent
@@ -142,6 +143,7 @@ class KubeEmulator:
         self.store = Store(self.registry, history_size=history_size,
                            validators=validators or [])
         self.gc = GarbageCollector(self.store)
+        self.quotas = QuotaController(self.store)
         self.log_source: LogSource | None = None
         self._watches: set[_Watch] = set()
         self._gc_wakeup: asyncio.Event | None = None
@@ -160,6 +162,7 @@ class KubeEmulator:
             changed = True
             while changed:
                 changed = self.gc.sweep()
+                changed |= self.quotas.sweep()
                 await asyncio.sleep(0)
 
     def close_watches(self) -> None:

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tests.harness.emulator import kinds, schema
+from tests.harness.emulator import kinds, quota, schema
 from tests.harness.emulator.errors import (
     ApiError,
     already_exists,
@@ -92,6 +92,8 @@ class Store:
         self._by_uid: dict[str, tuple[GroupPlural, ObjectKey]] = {}
         self._dependents: dict[str, set[tuple[GroupPlural, ObjectKey]]] = \
             collections.defaultdict(set)
+        self._by_namespace: dict[str, set[tuple[GroupPlural, str]]] = \
+            collections.defaultdict(set)
         self._rv = 0
         self.history: collections.deque[WatchEvent] = collections.deque(maxlen=history_size)
         self.listeners: list[Callable[[WatchEvent], None]] = []
@@ -137,8 +139,16 @@ class Store:
         return list(self._objects[group_plural].values())
 
     def namespaced_in(self, namespace: str) -> list[tuple[GroupPlural, Obj]]:
-        return [(gp, obj) for gp, objs in self._objects.items()
-                for (ns, _), obj in objs.items() if ns == namespace]
+        return [(gp, self._objects[gp][(namespace, name)])
+                for gp, name in sorted(self._by_namespace.get(namespace, ()))]
+
+    def typed_objects_in(self, namespace: str) -> list[tuple[ResourceType, Obj]]:
+        result = []
+        for gp, obj in self.namespaced_in(namespace):
+            rtype = self.registry.any_version(*gp)
+            if rtype is not None:
+                result.append((rtype, obj))
+        return result
 
     def list(self, rtype: ResourceType, namespace: str | None, *,
              label_selector: str | None = None, field_selector: str | None = None) -> list[Obj]:
@@ -166,11 +176,14 @@ class Store:
         for ref in (old or {}).get('metadata', {}).get('ownerReferences') or []:
             self._dependents[ref.get('uid', '')].discard((gp, key))
         if obj is not None:
+            if key[0]:
+                self._by_namespace[key[0]].add((gp, key[1]))
             self._by_uid[obj['metadata']['uid']] = (gp, key)
             for ref in obj['metadata'].get('ownerReferences') or []:
                 self._dependents[ref.get('uid', '')].add((gp, key))
         elif old is not None:
             self._by_uid.pop(old['metadata']['uid'], None)
+            self._by_namespace[key[0]].discard((gp, key[1]))
 
     def _validate_name(self, rtype: ResourceType, name: str) -> None:
         pattern = _DNS1123_LABEL if rtype.group_plural == NAMESPACE_GROUP_PLURAL \
@@ -258,6 +271,11 @@ class Store:
                 obj['status'] = status
         obj = self._prepare(rtype, obj, None)
         kinds.validate_create(rtype, obj)
+        if namespace:
+            quota_type = self.registry.any_version(*quota.QUOTA_GROUP_PLURAL)
+            quotas = self.list(quota_type, namespace) if quota_type else []
+            if quotas:
+                quota.check_admission(rtype, obj, quotas, self.typed_objects_in(namespace))
         meta = obj['metadata']
         meta['uid'] = str(uuid.uuid4())
         meta['creationTimestamp'] = now_rfc3339()
