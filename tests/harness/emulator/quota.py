@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tests.harness.emulator.errors import forbidden
 from tests.harness.emulator.resources import POD_GROUP_PLURAL, ResourceType
