@@ -27,7 +27,8 @@ QUOTA_GROUP_PLURAL = ('', 'resourcequotas')
 _QUANTITY_RE = re.compile(r'^([+-]?[0-9.]+)([eE][+-]?[0-9]+|[a-zA-Z]*)$')
 _BINARY = {'Ki': 2**10, 'Mi': 2**20, 'Gi': 2**30, 'Ti': 2**40, 'Pi': 2**50, 'Ei': 2**60}
 _DECIMAL: dict[str, Fraction | int] = {
-    'n': Fraction(1, 10**9), 'u': Fraction(1, 10**6), 'm': Fraction(1, 1000), '': 1, 'k': 10**3, 'M': 10**6, 'G': 10**9, 'T': 10**12, 'P': 10**15, 'E': 10**18,
+    'n': Fraction(1, 10**9), 'u': Fraction(1, 10**6), 'm': Fraction(1, 1000), '': 1,
+    'k': 10**3, 'M': 10**6, 'G': 10**9, 'T': 10**12, 'P': 10**15, 'E': 10**18,
 }
 _CORE_COUNTS = {'pods', 'services', 'configmaps', 'secrets', 'persistentvolumeclaims',
                 'resourcequotas', 'replicationcontrollers'}
