@@ -68,6 +68,7 @@ def main() -> int:
         message = anthropic.messages.create(
             model=models[0],
             max_tokens=40,
+            temperature=0,
             messages=[{"role": "user", "content": "Name a primary colour."}],
         )
         text = "".join(block.text for block in message.content if block.type == "text")

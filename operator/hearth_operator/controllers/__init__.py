@@ -1,0 +1,1 @@
+"""Reconcilers, one module per kind: read what is observed, plan, apply, write status."""

@@ -1,0 +1,1 @@
+"""Pure planning: spec + observed objects in, desired objects + status out. No I/O."""

@@ -1,0 +1,167 @@
+"""The kopf wiring: which events run which reconcile, and the operator's entry point.
+
+Every handler is a thin trigger: it names the object and calls the kind's reconcile,
+which reads the current state itself. So a watch event, a timer and a restart all take
+the same path, and handling an event twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from hearth.api import GROUP, VERSION
+
+from .constants import DOMAIN, FINALIZER_ADAPTERS, LABEL_DEPLOYMENT
+from .context import Context, log
+from .controllers.account import reconcile_account, refresh_account_status
+from .controllers.deployed_model import (
+    AdapterLoadFailed,
+    deployed_models_on,
+    reconcile_deployed_model,
+    unload_deployed_model,
+)
+from .controllers.deployment import reconcile_deployment
+from .controllers.model import reconcile_model
+from .controllers.user import reconcile_user
+
+#: After this many failed unload attempts the DeployedModel is released anyway (with a
+#: Warning event), so one unreachable replica cannot wedge a namespace's deletion.
+UNLOAD_RETRIES = 5
+ADAPTER_RETRY_DELAY = 5.0
+
+
+def build_registry(ctx: Context) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    resync = ctx.settings.resync_seconds
+
+    def resource(plural: str) -> dict[str, Any]:
+        return {"group": GROUP, "version": VERSION, "plural": plural, "registry": registry}
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # kopf's bookkeeping goes into our own annotations and finalizer names, and is
+        # never written into status (our CRDs' status schemas would prune it anyway).
+        settings.persistence.finalizer = FINALIZER_ADAPTERS
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=DOMAIN)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=DOMAIN, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.WARNING
+        settings.execution.max_workers = 16
+        settings.watching.server_timeout = 300
+
+    # Account (cluster-scoped)
+    @kopf.on.resume(**resource("accounts"))
+    @kopf.on.create(**resource("accounts"))
+    @kopf.on.update(**resource("accounts"))
+    def account_changed(name: str, **_: Any) -> None:
+        reconcile_account(ctx, name)
+
+    @kopf.timer(**resource("accounts"), interval=resync, initial_delay=resync)
+    def account_usage(name: str, **_: Any) -> None:
+        refresh_account_status(ctx, name)
+
+    # User
+    @kopf.on.resume(**resource("users"))
+    @kopf.on.create(**resource("users"))
+    @kopf.on.update(**resource("users"))
+    def user_changed(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile_user(ctx, str(namespace), name)
+
+    # Model
+    @kopf.on.resume(**resource("models"))
+    @kopf.on.create(**resource("models"))
+    @kopf.on.update(**resource("models"))
+    def model_changed(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile_model(ctx, str(namespace), name)
+
+    @kopf.timer(**resource("models"), interval=resync, initial_delay=resync / 2)
+    def model_resync(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile_model(ctx, str(namespace), name)
+
+    # Deployment
+    @kopf.on.resume(**resource("deployments"))
+    @kopf.on.create(**resource("deployments"))
+    @kopf.on.update(**resource("deployments"))
+    def deployment_changed(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile_deployment(ctx, str(namespace), name)
+
+    @kopf.timer(**resource("deployments"), interval=resync, initial_delay=resync / 2)
+    def deployment_resync(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile_deployment(ctx, str(namespace), name)
+
+    # A replica changed (created, became ready, crashed, was deleted): its Deployment and
+    # the DeployedModels on it reconcile again.
+    @kopf.on.event("", "v1", "pods", labels={LABEL_DEPLOYMENT: kopf.PRESENT}, registry=registry)
+    def replica_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        deployment, account = labels[LABEL_DEPLOYMENT], str(namespace)
+        reconcile_deployment(ctx, account, deployment)
+        for name in deployed_models_on(ctx, account, deployment):
+            try:
+                reconcile_deployed_model(ctx, account, name)
+            except AdapterLoadFailed as error:
+                log.warning("deployed model %s/%s: %s", namespace, name, error)
+
+    # DeployedModel
+    @kopf.on.resume(**resource("deployedmodels"))
+    @kopf.on.create(**resource("deployedmodels"))
+    @kopf.on.update(**resource("deployedmodels"))
+    def deployed_model_changed(namespace: str | None, name: str, **_: Any) -> None:
+        try:
+            reconcile_deployed_model(ctx, str(namespace), name)
+        except AdapterLoadFailed as error:
+            raise kopf.TemporaryError(str(error), delay=ADAPTER_RETRY_DELAY) from error
+
+    @kopf.timer(**resource("deployedmodels"), interval=resync, initial_delay=resync / 2)
+    def deployed_model_resync(namespace: str | None, name: str, **_: Any) -> None:
+        try:
+            reconcile_deployed_model(ctx, str(namespace), name)
+        except AdapterLoadFailed as error:
+            log.warning("deployed model %s/%s: %s", namespace, name, error)
+
+    @kopf.on.delete(**resource("deployedmodels"))
+    def deployed_model_deleted(body: kopf.Body, retry: int, **_: Any) -> None:
+        problems = unload_deployed_model(ctx, dict(body))
+        if not problems:
+            return
+        message = "; ".join(problems)
+        if retry + 1 >= UNLOAD_RETRIES:
+            ctx.event(
+                dict(body),
+                "Warning",
+                "UnloadFailed",
+                f"gave up unloading after {UNLOAD_RETRIES} attempts: {message}",
+            )
+            return
+        raise kopf.TemporaryError(message, delay=ADAPTER_RETRY_DELAY)
+
+    return registry
+
+
+def run(
+    ctx: Context,
+    *,
+    liveness_endpoint: str | None = None,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
+) -> None:
+    """Run the operator until ``stop_flag`` is set (or forever)."""
+    registry = build_registry(ctx)
+    namespaces = list(ctx.settings.watch_namespaces)
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            liveness_endpoint=liveness_endpoint,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    )
