@@ -160,3 +160,32 @@ def test_kubelet_client_is_plain_http(api: KubeEmulatorServer) -> None:
         assert kubelet.url == api.url
         nodes = CoreV1Api(client).list_node().items
         assert [n.metadata.name for n in nodes] == ['process-node']
+
+
+def test_job_runs_to_completion_and_retries(client: Any, core: CoreV1Api,
+                                            kubelet: ProcessKubelet, api: KubeEmulatorServer
+                                            ) -> None:
+    batch = kubernetes.client.BatchV1Api(client)
+
+    def job(name: str, code: int, backoff: int) -> dict[str, Any]:
+        return {'metadata': {'name': name}, 'spec': {'backoffLimit': backoff, 'template': {
+            'spec': {'restartPolicy': 'Never', 'containers': [{
+                'name': 'main', 'image': 'python',
+                'command': [sys.executable, '-c', f'raise SystemExit({code})']}]}}}}
+
+    batch.create_namespaced_job('default', job('ok', 0, 0))
+    batch.create_namespaced_job('default', job('bad', 1, 1))
+
+    def condition(name: str) -> str | None:
+        status = batch.read_namespaced_job_status(name, 'default').status
+        done = [c.type for c in status.conditions or [] if c.type in ('Complete', 'Failed')]
+        return done[0] if done else None
+
+    assert eventually(lambda: condition('ok'), timeout=30) == 'Complete'
+    assert batch.read_namespaced_job('ok', 'default').status.succeeded == 1
+    assert eventually(lambda: condition('bad'), timeout=30) == 'Failed'
+    assert batch.read_namespaced_job('bad', 'default').status.failed == 2  # 1 + backoffLimit
+    pods = core.list_namespaced_pod('default', label_selector='job-name=bad').items
+    assert len(pods) == 2 and all(p.metadata.owner_references[0].kind == 'Job' for p in pods)
+    batch.delete_namespaced_job('bad', 'default', propagation_policy='Background')
+    eventually(lambda: not api.list('v1', 'Pod', 'default', label_selector='job-name=bad'))

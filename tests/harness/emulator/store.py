@@ -399,7 +399,9 @@ class Store:
                            f'UID in object meta: {meta["uid"]}')
         if preconditions.get('resourceVersion') not in (None, meta['resourceVersion']):
             raise conflict(rtype.plural, name, rtype.group)
-        policy = options.get('propagationPolicy') or 'Background'
+        # batch/v1 Jobs still default to orphaning their pods when no policy is given.
+        default = 'Orphan' if (rtype.group, rtype.plural) == ('batch', 'jobs') else 'Background'
+        policy = options.get('propagationPolicy') or default
         if options.get('orphanDependents') is True:
             policy = 'Orphan'
         key = (meta.get('namespace', ''), name)

@@ -31,6 +31,7 @@ import aiohttp
 
 from tests.harness.emulator import KubeEmulatorServer
 from tests.harness.kubelet.client import ApiStatusError, KubeClient
+from tests.harness.kubelet.jobs import JobController
 from tests.harness.kubelet.pods import PodWorker, now
 
 logger = logging.getLogger('tests.harness.kubelet')
@@ -48,6 +49,7 @@ class ProcessKubelet:
         env: Mapping[str, str] | None = None,
         inherit_env: bool = True,
         fake_ready: bool = False,
+        run_jobs: bool = True,
         first_ip: str = '127.0.1.1',
         backoff_base: float = 0.2,
         backoff_max: float = 5.0,
@@ -66,6 +68,7 @@ class ProcessKubelet:
         self.extra_env = dict(env or {})
         self.inherit_env = inherit_env
         self.fake_ready = fake_ready
+        self.run_jobs = run_jobs
         self.host_ip = '127.0.0.1'
         self._next_ip = ipaddress.IPv4Address(first_ip)
         self._free_ips: list[str] = []
@@ -148,14 +151,17 @@ class ProcessKubelet:
         async with KubeClient(self.url) as client:
             self._client = client
             await self._register_node()
-            watcher = asyncio.create_task(self._watch_pods())
+            tasks = [asyncio.create_task(self._watch_pods())]
+            if self.run_jobs:
+                tasks.append(asyncio.create_task(JobController(client).run()))
             self._ready.set()
             try:
                 await self._stopping.wait()
             finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 # Stopping the kubelet kills what it started; the API objects stay (as when a
                 # node dies), so that a test can still read their last reported status.
                 await asyncio.gather(*self._background, return_exceptions=True)
