@@ -45,9 +45,6 @@ from .common import (
     resolve_ref,
 )
 
-#: A pod whose container restarted this often without becoming ready is reported as failing.
-CRASH_LOOP_RESTARTS = 3
-
 
 @dataclass(frozen=True)
 class DeploymentInputs:
