@@ -87,7 +87,8 @@ def validate(schema: dict[str, Any] | None, obj: dict[str, Any]) -> list[tuple[s
     if schema is None:
         return []
     body = {k: v for k, v in obj.items() if k not in _ROOT_KEEP}
-    validator = jsonschema.Draft7Validator(_to_jsonschema(schema))
+    # OpenAPI 3.0 schemas are JSON Schema draft 4 (boolean exclusiveMinimum/Maximum).
+    validator = jsonschema.Draft4Validator(_to_jsonschema(schema))
     causes: list[tuple[str, str]] = []
     for error in sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
         path = '.'.join(str(p) for p in error.absolute_path) or '<root>'

@@ -216,8 +216,10 @@ class Store:
         else:
             kinds.apply_defaults(rtype, obj)
             causes = []
-        for validator in self.validators:
-            causes.extend(validator(rtype, obj, old))
+        if not causes:
+            # Like CEL on a real server, project rules only see objects the schema accepts.
+            for validator in self.validators:
+                causes.extend(validator(rtype, obj, old))
         if causes:
             raise invalid(rtype.kind, obj['metadata']['name'], causes, group=rtype.group)
         return obj
