@@ -99,3 +99,45 @@ def test_kopf_discovers_a_crd_created_while_running(api: KubeEmulatorServer,
         api.create({'apiVersion': 'later.dev/v1', 'kind': 'Thing',
                     'metadata': {'name': 't1', 'namespace': 'default'}})
         eventually(lambda: seen == ['t1'], timeout=20)
+
+
+@pytest.mark.timeout(60)
+def test_kopf_namespace_patterns_follow_new_namespaces(api: KubeEmulatorServer) -> None:
+    registry = kopf.OperatorRegistry()
+    seen: list[tuple[str | None, str]] = []
+
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id='seen')
+    def on_widget(namespace: str | None, name: str, **_: Any) -> None:
+        seen.append((namespace, name))
+
+    def widget(namespace: str, name: str) -> dict[str, Any]:
+        return {'apiVersion': 'example.dev/v1', 'kind': 'Widget',
+                'metadata': {'name': name, 'namespace': namespace}, 'spec': {'size': 'S'}}
+
+    with KopfOperator(api, registry, namespaces=['team-*']):
+        api.create({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'team-a'}})
+        api.create(widget('default', 'ignored'))
+        api.create(widget('team-a', 'handled'))
+        eventually(lambda: seen == [('team-a', 'handled')], timeout=20)
+
+
+def test_kubeconfig_works_for_kopf_logins(api: KubeEmulatorServer,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    import kubernetes.config.kube_config
+    monkeypatch.setenv('KUBECONFIG', str(api.kubeconfig_path))
+    # The client reads $KUBECONFIG once, at import; point its default at this server too.
+    monkeypatch.setattr(kubernetes.config.kube_config, 'KUBE_CONFIG_DEFAULT_LOCATION',
+                        str(api.kubeconfig_path))
+    settings = kopf.OperatorSettings()
+    logger = logging.getLogger('test')
+    previous = kubernetes.client.Configuration.get_default_copy()
+    try:
+        via_client = kopf.login_via_client(logger=logger, settings=settings)
+    finally:  # the client login changed the process-wide default configuration
+        kubernetes.client.Configuration.set_default(previous)
+    via_kubeconfig = kopf.login_with_kubeconfig(logger=logger, settings=settings)
+    assert via_client is not None and via_client.server == api.url
+    assert via_kubeconfig is not None and via_kubeconfig.server == api.url
+    assert via_kubeconfig.token == 'emulator-token'

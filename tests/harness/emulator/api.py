@@ -186,6 +186,9 @@ class KubeEmulator:
     async def _dispatch(self, raw: aiohttp.web.BaseRequest,
                         data: Any) -> aiohttp.web.StreamResponse:
         path, method, query = raw.path, raw.method, raw.query
+        if query.get('dryRun') and method in ('POST', 'PUT', 'PATCH', 'DELETE'):
+            # Refused rather than silently persisted: a dry run must never change state.
+            raise bad_request('dryRun is not supported by the emulated API server')
         if method == 'GET':
             static = self._static(path)
             if static is not None:
