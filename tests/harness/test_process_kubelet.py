@@ -27,7 +27,10 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def kubelet(api: KubeEmulatorServer, tmp_path: Any) -> Iterator[ProcessKubelet]:
     with ProcessKubelet(api, log_dir=tmp_path / 'logs') as kubelet:
-        yield kubelet
+        try:
+            yield kubelet
+        finally:
+            print(kubelet.dump_logs())  # shown by pytest only when the test fails
 
 
 def pod(name: str, command: list[str], *, restart: str = 'Always',
