@@ -69,11 +69,12 @@ def _peft_greedy(tiny_dir: Path, adapter: Path, prompt: list[int], n: int) -> li
     return _hf_greedy(model, prompt, n)
 
 
+@pytest.mark.parametrize("max_loras", [2, 3], ids=["all-slots", "gathered-slots"])
 def test_lora_rows_match_peft_and_mixed_batches_are_invariant(
-    make_engine, tiny_dir: Path, tiny_adapters: dict[str, Path]
+    make_engine, tiny_dir: Path, tiny_adapters: dict[str, Path], max_loras: int
 ) -> None:
     _, tok = load_tiny(tiny_dir)
-    engine = make_engine()
+    engine = make_engine(max_loras=max_loras)
     for name, path in tiny_adapters.items():
         engine.adapters.add(_info(name, path), engine.read_adapter(name, path))
     prompt = _ids(tok, PROMPTS[0])

@@ -96,7 +96,9 @@ class Engine:
         self.lora_ctx, self.lora_modules = patch_model(
             model, config.max_loras, config.max_lora_rank
         )
-        self.runner = ModelRunner(model, self.lora_ctx, config.max_num_seqs, config.max_model_len)
+        self.runner = ModelRunner(
+            model, self.lora_ctx, config.max_num_seqs, config.max_model_len, config.max_loras
+        )
         self.slots = SlotTable(config.max_loras, self.lora_modules)
         self.adapters = AdapterStore(config.max_cpu_loras, self.read_adapter)
         self.eos_ids = _eos_ids(model, tokenizer)

@@ -50,10 +50,43 @@ class Segment:
 
 
 class LoRAContext:
-    """Segments for the forward pass in progress (set by the runner before each step)."""
+    """Adapter layout of the forward pass in progress (set by the runner each step).
+
+    ``segments`` are handled one by one (long prefill runs). Short decode runs of
+    several adapters are handled together by two ``bmm`` calls over a padded
+    ``(n_runs, width)`` row table: ``rows`` (flattened, padding points at row 0),
+    ``pad_mask`` (zero on padding) and ``slots`` (the adapter slot of each run).
+    """
 
     def __init__(self) -> None:
         self.segments: list[Segment] = []
+        self.rows: torch.Tensor | None = None
+        self.pad_mask: torch.Tensor | None = None
+        self.slots: torch.Tensor | None = None
+        self.all_slots = False  # runs are exactly slots 0..n-1: no weight gather needed
+
+    def set(self, segments: list[Segment], n_slots: int, batch_limit: int = 8) -> None:
+        """Split runs: those of at most ``batch_limit`` rows go to the bmm table when
+        there are at least two of them; the rest stay per-segment."""
+        short = [s for s in segments if s.end - s.start <= batch_limit]
+        if len(short) < 2:
+            self.segments, self.rows, self.pad_mask, self.slots = segments, None, None, None
+            return
+        self.segments = [s for s in segments if s.end - s.start > batch_limit]
+        width = max(s.end - s.start for s in short)
+        rows = torch.zeros(len(short), width, dtype=torch.long)
+        mask = torch.zeros(len(short), width, 1)
+        for i, s in enumerate(short):
+            n = s.end - s.start
+            rows[i, :n] = torch.arange(s.start, s.end)
+            mask[i, :n] = 1.0
+        slots = [s.slot for s in short]
+        self.rows, self.pad_mask = rows.view(-1), mask
+        self.slots = torch.tensor(slots, dtype=torch.long)
+        self.all_slots = slots == list(range(n_slots))
+
+    def clear(self) -> None:
+        self.segments, self.rows, self.pad_mask, self.slots = [], None, None, None
 
 
 class LoRALinear(nn.Module):
@@ -67,14 +100,22 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
-        segs = self.ctx.segments
-        if not segs:
+        ctx = self.ctx
+        if not ctx.segments and ctx.rows is None:
             return y
         flat_x = x.reshape(-1, x.shape[-1])
         flat_y = y.view(-1, y.shape[-1])
-        for seg in segs:
+        for seg in ctx.segments:
             shrunk = flat_x[seg.start : seg.end] @ self.lora_a[seg.slot]
             flat_y[seg.start : seg.end].addmm_(shrunk, self.lora_b[seg.slot])
+        if ctx.rows is not None and ctx.slots is not None and ctx.pad_mask is not None:
+            n_runs = ctx.slots.shape[0]
+            a, b = self.lora_a, self.lora_b
+            if not ctx.all_slots:
+                a, b = a.index_select(0, ctx.slots), b.index_select(0, ctx.slots)
+            xs = flat_x.index_select(0, ctx.rows).view(n_runs, -1, flat_x.shape[-1])
+            shrunk = torch.bmm(xs, a).mul_(ctx.pad_mask)  # padding rows add nothing
+            flat_y.index_add_(0, ctx.rows, torch.bmm(shrunk, b).view(-1, flat_y.shape[-1]))
         return y
 
     def set_slot(self, slot: int, a: torch.Tensor | None, b: torch.Tensor | None) -> None:

@@ -33,7 +33,12 @@ class Chunk:
 
 class ModelRunner:
     def __init__(
-        self, model: nn.Module, lora_ctx: LoRAContext, max_seqs: int, max_len: int
+        self,
+        model: nn.Module,
+        lora_ctx: LoRAContext,
+        max_seqs: int,
+        max_len: int,
+        n_lora_slots: int = 0,
     ) -> None:
         cfg = model.config
         if cfg.model_type not in SUPPORTED_ARCHITECTURES:
@@ -43,6 +48,7 @@ class ModelRunner:
             )
         self.model = model
         self.lora_ctx = lora_ctx
+        self.n_lora_slots = n_lora_slots
         inner = model.model  # type: ignore[attr-defined]
         self.embed = inner.embed_tokens
         self.layers = list(inner.layers)
@@ -113,7 +119,7 @@ class ModelRunner:
         dev = self.device
         ids = torch.tensor(tokens, dtype=torch.long, device=dev)
         pos = torch.tensor(positions, dtype=torch.long, device=dev)
-        self.lora_ctx.segments = _segments(chunks)
+        self.lora_ctx.set(_segments(chunks), self.n_lora_slots)
 
         n_dec = len(decode)
         dec_slots = torch.tensor([c.slot for c in decode], dtype=torch.long, device=dev)
@@ -176,7 +182,7 @@ class ModelRunner:
                 h = h + attn.o_proj(out.view(n, -1))
                 h = h + layer.mlp(layer.post_attention_layernorm(h))
         finally:
-            self.lora_ctx.segments = []
+            self.lora_ctx.clear()
         rows = list(range(n_dec))
         off = n_dec
         for c in prefill:
