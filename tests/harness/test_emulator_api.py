@@ -430,3 +430,33 @@ def test_resource_quota_admission_and_usage(core: CoreV1Api, custom: CustomObjec
 
     assert eventually(lambda: used() == {'count/widgets.example.dev': '1',
                                          'requests.nvidia.com/gpu': '1', 'pods': '1'})
+
+
+def test_pagination_and_collection_delete(core: CoreV1Api) -> None:
+    for i in range(5):
+        core.create_namespaced_config_map('default', {'metadata': {
+            'name': f'c{i}', 'labels': {'batch': 'even' if i % 2 == 0 else 'odd'}}})
+    first = core.list_namespaced_config_map('default', limit=2)
+    assert [c.metadata.name for c in first.items] == ['c0', 'c1']
+    assert first.metadata.remaining_item_count == 3
+    rest = core.list_namespaced_config_map('default', limit=10, _continue=first.metadata._continue)
+    assert [c.metadata.name for c in rest.items] == ['c2', 'c3', 'c4']
+    core.delete_collection_namespaced_config_map('default', label_selector='batch=even')
+    remaining = core.list_namespaced_config_map('default').items
+    assert [c.metadata.name for c in remaining] == ['c1', 'c3']
+
+
+def test_terminating_namespace_refuses_new_content(api: KubeEmulatorServer,
+                                                   core: CoreV1Api) -> None:
+    core.create_namespace({'metadata': {'name': 'doomed'}})
+    core.create_namespaced_config_map('doomed', {'metadata': {
+        'name': 'held', 'finalizers': ['example.dev/hold']}})
+    core.delete_namespace('doomed')
+    assert core.read_namespace('doomed').status.phase == 'Terminating'
+    with pytest.raises(ApiException) as exc:
+        core.create_namespaced_config_map('doomed', {'metadata': {'name': 'new'}})
+    assert exc.value.status == 403
+    eventually(lambda: core.read_namespaced_config_map(
+        'held', 'doomed').metadata.deletion_timestamp)
+    core.patch_namespaced_config_map('held', 'doomed', {'metadata': {'finalizers': None}})
+    eventually(lambda: api.get('v1', 'Namespace', 'doomed') is None)

@@ -75,7 +75,7 @@ def test_http_server_pod_becomes_ready_and_is_killed_on_delete(
         assert response.status == 200
     pid = int(status.container_id.removeprefix('process://'))
     assert alive(pid)
-    assert 'GET / HTTP' in eventually(lambda: core.read_namespaced_pod_log('web', 'default'))
+    eventually(lambda: 'GET / HTTP' in core.read_namespaced_pod_log('web', 'default'))
 
     core.delete_namespaced_pod('web', 'default')
     eventually(lambda: api.get('v1', 'Pod', 'web', 'default') is None)
@@ -192,3 +192,43 @@ def test_job_runs_to_completion_and_retries(client: Any, core: CoreV1Api,
     assert len(pods) == 2 and all(p.metadata.owner_references[0].kind == 'Job' for p in pods)
     batch.delete_namespaced_job('bad', 'default', propagation_policy='Background')
     eventually(lambda: not api.list('v1', 'Pod', 'default', label_selector='job-name=bad'))
+
+
+def test_init_containers_env_from_and_liveness(core: CoreV1Api, kubelet: ProcessKubelet,
+                                               tmp_path: Any) -> None:
+    core.create_namespaced_config_map('default', {'metadata': {'name': 'cfg'},
+                                                  'data': {'MODE': 'fast'}})
+    marker = tmp_path / 'initialized'
+    spec = pod('staged', [sys.executable, '-c', 'import os, time; print("mode", os.environ['
+                          '"APP_MODE"], flush=True); time.sleep(60)'],
+               envFrom=[{'configMapRef': {'name': 'cfg'}, 'prefix': 'APP_'}],
+               # Alive only while the marker exists: removing it makes the liveness probe fail.
+               livenessProbe={'exec': {'command': ['test', '-f', str(marker)]},
+                              'periodSeconds': 1, 'failureThreshold': 1})
+    spec['spec']['initContainers'] = [{'name': 'init', 'image': 'python', 'command': [
+        sys.executable, '-c', f'open({str(marker)!r}, "w").close()']}]
+    core.create_namespaced_pod('default', spec)
+    running = eventually(lambda: ready(core, 'staged'), timeout=20)
+    init_status = running.status.init_container_statuses[0]
+    assert init_status.state.terminated.exit_code == 0
+    eventually(lambda: 'mode fast' in (kubelet.read_log('default', 'staged', 'main') or ''))
+    marker.unlink()
+
+    def restarted() -> bool:
+        statuses = core.read_namespaced_pod('staged', 'default').status.container_statuses
+        return statuses[0].restart_count >= 1
+
+    eventually(restarted, timeout=20)
+
+
+def test_force_deletion_kills_at_once(core: CoreV1Api, kubelet: ProcessKubelet,
+                                      api: KubeEmulatorServer) -> None:
+    # Ignores SIGTERM: only the SIGKILL of a force deletion (grace 0) stops it.
+    script = ('import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); '
+              'print("up", flush=True); time.sleep(60)')
+    core.create_namespaced_pod('default', pod('stubborn', [sys.executable, '-c', script]))
+    running = eventually(lambda: ready(core, 'stubborn'), timeout=20)
+    pid = int(running.status.container_statuses[0].container_id.removeprefix('process://'))
+    core.delete_namespaced_pod('stubborn', 'default', grace_period_seconds=0)
+    assert api.get('v1', 'Pod', 'stubborn', 'default') is None
+    eventually(lambda: not alive(pid), timeout=10)
