@@ -1,0 +1,80 @@
+"""A stand-in for hearth-server in the operator's component tests (a test double).
+
+It takes hearth-server's command line, listens on POD_IP, answers /health and the two
+adapter endpoints, and appends every adapter call to ``$STUB_RECORD_DIR/<pod ip>.jsonl`` so
+tests can see what the operator asked of each replica. It loads no model, so component
+tests stay fast; the end-to-end test runs the real server. A model URI containing
+``crash`` makes it exit at start, and an adapter path containing ``broken`` is refused,
+to drive the operator's failure paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+loaded: set[str] = set()
+
+
+def record(entry: dict[str, str]) -> None:
+    directory = Path(os.environ["STUB_RECORD_DIR"])
+    with (directory / f"{os.environ['POD_IP']}.jsonl").open("a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def reply(self, status: int, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if self.path == "/health":
+            self.reply(200, {"status": "ok"})
+        elif self.path == "/v1/models":
+            self.reply(200, {"data": [{"id": name} for name in sorted(loaded)]})
+        else:
+            self.reply(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        if self.path == "/v1/load_lora_adapter":
+            record({"call": "load", **body})
+            if "broken" in body.get("lora_path", ""):
+                self.reply(400, {"error": {"message": "adapter_config.json is missing"}})
+                return
+            loaded.add(body["lora_name"])
+            self.reply(200, {"status": "loaded"})
+        elif self.path == "/v1/unload_lora_adapter":
+            record({"call": "unload", **body})
+            if body["lora_name"] not in loaded:
+                self.reply(404, {"error": {"message": "not loaded"}})
+                return
+            loaded.discard(body["lora_name"])
+            self.reply(200, {"status": "unloaded"})
+        else:
+            self.reply(404, {"error": {"message": "not found"}})
+
+
+def main(argv: list[str]) -> int:
+    model = argv[1]
+    port = int(argv[argv.index("--port") + 1]) if "--port" in argv else 8000
+    if "crash" in model:
+        print(f"cannot load {model}: no such model", file=sys.stderr)
+        return 1
+    server = ThreadingHTTPServer((os.environ["POD_IP"], port), Handler)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
