@@ -33,6 +33,7 @@ def make_registry(client: kubernetes.client.ApiClient) -> kopf.OperatorRegistry:
                                  'data': {'size': spec['size']}}
         kopf.adopt(child, owner=body)
         core.create_namespaced_config_map(namespace, child)
+        kopf.info(body, reason='ChildCreated', message=f'created {child["metadata"]["name"]}')
         return {'child': child['metadata']['name']}
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id='cleanup')
@@ -67,6 +68,11 @@ def test_kopf_adopts_child_and_cascade_deletes(api: KubeEmulatorServer,
         obj = eventually(handled)
         assert obj['metadata']['finalizers'] == ['kopf.zalando.org/KopfFinalizerMarker']
         assert obj['metadata']['generation'] == 1  # kopf's status/annotation writes
+        # kopf posted the handler's event as a core/v1 Event about the object.
+        event = eventually(lambda: next(e for e in core.list_namespaced_event('default').items
+                                        if e.reason == 'ChildCreated'))
+        assert event.involved_object.uid == owner['metadata']['uid']
+        assert event.message == 'created w-config'
 
         custom.delete_namespaced_custom_object(GROUP, VERSION, 'default', PLURAL, 'w')
         # kopf's delete handler runs, then it releases its finalizer; the GC takes the child.

@@ -232,3 +232,25 @@ def test_force_deletion_kills_at_once(core: CoreV1Api, kubelet: ProcessKubelet,
     core.delete_namespaced_pod('stubborn', 'default', grace_period_seconds=0)
     assert api.get('v1', 'Pod', 'stubborn', 'default') is None
     eventually(lambda: not alive(pid), timeout=10)
+
+
+def test_image_entrypoints_come_from_image_commands(api: KubeEmulatorServer, core: CoreV1Api,
+                                                    tmp_path: Any) -> None:
+    images = {'registry.example/tools/echo': [sys.executable, '-c',
+                                              'import sys; print("args", *sys.argv[1:])']}
+    with ProcessKubelet(api, log_dir=tmp_path, image_commands=images) as kubelet:
+        spec = pod('echo', [], restart='Never', args=['one', 'two'])
+        spec['spec']['containers'][0].pop('command')
+        spec['spec']['containers'][0]['image'] = 'registry.example/tools/echo:1.0'
+        core.create_namespaced_pod('default', spec)
+        eventually(lambda: core.read_namespaced_pod('echo', 'default').status.phase
+                   == 'Succeeded')
+        assert 'args one two' in (kubelet.read_log('default', 'echo', 'main') or '')
+        core.create_namespaced_pod('default', pod('unknown', [], restart='Never'))
+
+        def waiting_reason() -> str | None:
+            statuses = core.read_namespaced_pod('unknown', 'default').status.container_statuses
+            return statuses[0].state.waiting.reason if statuses and \
+                statuses[0].state.waiting else None
+
+        eventually(lambda: waiting_reason() == 'CreateContainerError')

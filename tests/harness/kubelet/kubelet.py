@@ -47,6 +47,7 @@ class ProcessKubelet:
         log_dir: str | pathlib.Path | None = None,
         workdir: str | pathlib.Path | None = None,
         env: Mapping[str, str] | None = None,
+        image_commands: Mapping[str, list[str]] | None = None,
         inherit_env: bool = True,
         fake_ready: bool = False,
         run_jobs: bool = True,
@@ -66,6 +67,7 @@ class ProcessKubelet:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.workdir = pathlib.Path(workdir) if workdir is not None else pathlib.Path.cwd()
         self.extra_env = dict(env or {})
+        self.image_commands = {k: list(v) for k, v in (image_commands or {}).items()}
         self.inherit_env = inherit_env
         self.fake_ready = fake_ready
         self.run_jobs = run_jobs
@@ -93,9 +95,23 @@ class ProcessKubelet:
         """What every container starts from: this process's env (PATH, the virtualenv) when
         ``inherit_env``, since the processes run on this machine rather than in an image."""
         base = dict(os.environ) if self.inherit_env else {'PATH': os.environ.get('PATH', '')}
+        # Console scripts of this interpreter's environment (hearth-server, ...) come first,
+        # even when the tests run as `.venv/bin/python -m pytest` without an activated venv.
+        bin_dir = str(pathlib.Path(sys.executable).parent)
+        base['PATH'] = os.pathsep.join([bin_dir, base.get('PATH', '')])
         base.setdefault('PYTHON', sys.executable)
         base.update(self.extra_env)
         return base
+
+    def entrypoint(self, image: str) -> list[str] | None:
+        """The command an image would run (its ENTRYPOINT), from ``image_commands``: by exact
+        image, then without the tag or digest."""
+        if image in self.image_commands:
+            return self.image_commands[image]
+        name = image.split('@', 1)[0]
+        if ':' in name.rsplit('/', 1)[-1]:
+            name = name.rsplit(':', 1)[0]
+        return self.image_commands.get(name)
 
     def allocate_ip(self) -> str:
         if self._free_ips:

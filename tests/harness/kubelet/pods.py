@@ -223,10 +223,15 @@ class PodWorker:
 
     async def _run_once(self, run: ContainerRun) -> None:
         spec = run.spec
-        argv = list(spec.get('command') or []) + list(spec.get('args') or [])
-        if not argv:
+        # As with a container runtime: `command` replaces the image's entrypoint and `args`
+        # its default arguments; an image's entrypoint is known only from `image_commands`.
+        command = spec.get('command') or self.kubelet.entrypoint(str(spec.get('image', '')))
+        argv = list(command or []) + list(spec.get('args') or [])
+        if not command:
             run.state = {'waiting': {'reason': 'CreateContainerError', 'message':
-                                     'the process kubelet runs only containers with a command'}}
+                                     'the process kubelet needs a command: set '
+                                     'spec.containers[].command or map the image in '
+                                     'ProcessKubelet(image_commands=...)'}}
             run.exit_code, run.finished = 1, True
             self.failure_message = run.state['waiting']['message']
             self.changed()
