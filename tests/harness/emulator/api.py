@@ -352,7 +352,7 @@ class KubeEmulator:
                 if translated is not None:
                     await response.write(json.dumps(translated).encode() + b'\n')
             await response.write_eof()
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass  # the client went away (kopf cancels its watches on shutdown)
         finally:
             self._watches.discard(watch)

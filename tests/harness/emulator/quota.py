@@ -12,6 +12,7 @@ are not emulated.
 
 from __future__ import annotations
 
+import copy
 import re
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -148,6 +149,7 @@ class QuotaController:
             for quota in quotas:
                 status = quota_status(quota, objects)
                 if quota.get('status') != status:
-                    self.store.commit(rtype, quota, {**quota, 'status': status})
+                    # Stored objects are immutable snapshots: write a deep copy.
+                    self.store.commit(rtype, quota, {**copy.deepcopy(quota), 'status': status})
                     changed = True
         return changed

@@ -369,8 +369,10 @@ class Store:
             return old  # a no-op write: same resourceVersion, no watch event
         meta['resourceVersion'] = str(self._next_rv())
         key = (meta.get('namespace', ''), name)
+        spec_finalizers = rtype.group_plural == NAMESPACE_GROUP_PLURAL and \
+            bool(new.get('spec', {}).get('finalizers'))
         if meta.get('deletionTimestamp') and not meta.get('finalizers') and \
-                meta.get('deletionGracePeriodSeconds', 0) == 0:
+                not spec_finalizers and meta.get('deletionGracePeriodSeconds', 0) == 0:
             self._objects[rtype.group_plural][key] = new
             self._remove(rtype.group_plural, key, new)
             return new

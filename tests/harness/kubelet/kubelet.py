@@ -222,6 +222,10 @@ class ProcessKubelet:
             except (ApiStatusError, aiohttp.ClientError, OSError) as exc:
                 self.logger.info('pod watch interrupted (%s); relisting', exc)
                 await asyncio.sleep(0.2)
+            except Exception:
+                # A bug here must not silently stop all pods from being run: log and relist.
+                self.logger.exception('pod handling failed; relisting')
+                await asyncio.sleep(0.2)
 
     async def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         meta = pod['metadata']
