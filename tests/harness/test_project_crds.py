@@ -50,6 +50,23 @@ def test_quickstart_manifests_are_accepted_and_cel_rules_enforced() -> None:
             exc.value.message
 
 
+@pytest.mark.skipif(not QUICKSTART.is_dir(), reason='no quickstart examples')
+def test_hearth_deployment_scale_subresource() -> None:
+    import kubernetes
+
+    with KubeEmulatorServer(crds=[CRDS]) as api, \
+            kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(api.kubeconfig_path)) as client:
+        api.create({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'acme'}})
+        api.apply_yaml(QUICKSTART / '20-deployment.yaml')
+        custom = kubernetes.client.CustomObjectsApi(client)
+        args = ('hearth.dev', 'v1alpha1', 'acme', 'deployments', 'smollm2-cpu')
+        custom.patch_namespaced_custom_object_scale(*args, {'spec': {'replicas': 2}})
+        deployment: Any = custom.get_namespaced_custom_object(*args)
+        assert deployment['spec']['replicaCount'] == 2
+        assert deployment['metadata']['generation'] == 2
+
+
 def test_kopf_watches_a_cluster_scoped_project_kind() -> None:
     registry = kopf.OperatorRegistry()
     seen: list[str] = []
