@@ -251,58 +251,113 @@ async def load_run(url: str, models: list[str]) -> dict[str, float]:
     }
 
 
-def run_server_suite(adapters: list[Path], concurrency: int, reps: int) -> dict[str, Any]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_server(
-        port,
-        [
-            "--max-num-seqs",
-            str(concurrency),
-            "--max-loras",
-            str(len(adapters)),
-            "--max-cpu-loras",
-            str(len(adapters)),
-        ],
-    )
-    try:
-        load_times = []
+class Server:
+    """hearth-server in a subprocess, idle (no CPU use) between load runs."""
+
+    def __init__(self, adapters: list[Path], concurrency: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = start_server(
+            self.port,
+            [
+                "--max-num-seqs",
+                str(concurrency),
+                "--max-loras",
+                str(len(adapters)),
+                "--max-cpu-loras",
+                str(len(adapters)),
+            ],
+        )
+        self.load_times = []
         for i, d in enumerate(adapters):
             t = time.perf_counter()
             httpx.post(
-                f"{url}/v1/load_lora_adapter",
+                f"{self.url}/v1/load_lora_adapter",
                 json={"lora_name": f"a{i}", "lora_path": str(d)},
                 timeout=60,
             ).raise_for_status()
-            load_times.append(time.perf_counter() - t)
-        asyncio.run(load_run(url, ["base"]))  # warm-up
-        out: dict[str, Any] = {"adapter_load_s_p50": statistics.median(load_times)}
-        plans = {
-            "single": ["base"],
-            "base_x16": ["base"] * concurrency,
-            "one_adapter_x16": ["a0"] * concurrency,
-            "eight_adapters_x16": [f"a{i % len(adapters)}" for i in range(concurrency)],
-        }
-        for name, models in plans.items():
-            runs = [asyncio.run(load_run(url, models)) for _ in range(reps)]
-            best = max(runs, key=lambda r: r["tok_s"])  # least disturbed by other work
-            out[name] = {**best, "all_tok_s": [round(r["tok_s"], 1) for r in runs]}
-            log(f"server {name}: {best['tok_s']:.1f} tok/s (runs {out[name]['all_tok_s']})")
-        out["peak_rss_mb"] = peak_rss_mb(proc.pid)
-        return out
+            self.load_times.append(time.perf_counter() - t)
+        asyncio.run(load_run(self.url, ["base"]))  # warm-up
+
+    def run(self, models: list[str]) -> dict[str, float]:
+        return asyncio.run(load_run(self.url, models))
+
+    def close(self) -> float:
+        rss = peak_rss_mb(self.proc.pid)
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        return rss
+
+
+def interleaved(
+    model: Any, ids: list[int], adapters: list[Path], concurrency: int, reps: int, seq_n: int
+) -> dict[str, Any]:
+    """Alternate peers and server runs (A/B/A/B) so background load hits both alike;
+    every ratio is computed within one repetition, and the median ratio reported."""
+    server = Server(adapters, concurrency)
+    plans = {
+        "base_x16": ["base"] * concurrency,
+        "one_adapter_x16": ["a0"] * concurrency,
+        "eight_adapters_x16": [f"a{i % len(adapters)}" for i in range(concurrency)],
+    }
+    runs: dict[str, list[Any]] = {
+        k: [] for k in ["raw_batched", "naive_generate", "single", *plans]
+    }
+    try:
+        for rep in range(reps):
+            runs["raw_batched"].append(raw_batched(model, ids, concurrency))
+            for name, models in plans.items():
+                runs[name].append(server.run(models))
+            runs["naive_generate"].append(naive_sequential(model, ids, seq_n))
+            runs["single"].append(server.run(["base"]))
+            log(
+                f"rep {rep}: raw {runs['raw_batched'][-1]:.1f}, "
+                f"server x16 {runs['base_x16'][-1]['tok_s']:.1f}, "
+                f"8 adapters {runs['eight_adapters_x16'][-1]['tok_s']:.1f}, "
+                f"naive {runs['naive_generate'][-1]:.1f}, single {runs['single'][-1]['tok_s']:.1f}"
+            )
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        rss = server.close()
+
+    def med(xs: list[float]) -> float:
+        return float(statistics.median(xs))
+
+    tok = {k: [r["tok_s"] if isinstance(r, dict) else r for r in v] for k, v in runs.items()}
+
+    def ratio(num: str, den: str) -> float:
+        return med([x / y for x, y in zip(tok[num], tok[den], strict=True)])
+
+    ratios = {
+        "x16_vs_naive": ratio("base_x16", "naive_generate"),
+        "x16_vs_raw": ratio("base_x16", "raw_batched"),
+        "eight_vs_one_adapter": ratio("eight_adapters_x16", "one_adapter_x16"),
+        "one_adapter_vs_base": ratio("one_adapter_x16", "base_x16"),
+        "single_vs_naive": ratio("single", "naive_generate"),
+    }
+    return {
+        "tok_s": {k: med(v) for k, v in tok.items()},
+        "tok_s_runs": {k: [round(x, 1) for x in v] for k, v in tok.items()},
+        "ratios": ratios,
+        "ttft": {
+            k: {
+                "p50": med([r["ttft_p50"] for r in runs[k]]),
+                "p95": med([r["ttft_p95"] for r in runs[k]]),
+            }
+            for k in plans
+        },
+        "peak_rss_mb": rss,
+        "adapter_load_s_p50": med(server.load_times),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer sequential requests")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    seq_n = 2 if args.quick else 4
+    seq_n = 1 if args.quick else 2
     log("loading reference model")
     model, tok, ids, path = load_reference()
     log(f"prompt: {len(ids)} tokens, {OUT_TOKENS} output tokens, concurrency {args.concurrency}")
@@ -314,15 +369,11 @@ def main() -> None:
             "concurrency": args.concurrency,
             "torch": torch.__version__,
             "cpu_count": os.cpu_count(),
+            "reps": args.reps,
         }
-        log("server suite")
-        res["server"] = run_server_suite(adapters, args.concurrency, args.reps)
-        log("naive sequential generate")
-        res["naive_generate"] = naive_sequential(model, ids, seq_n)
-        log("raw batched forward")
-        res["raw_batched"] = max(raw_batched(model, ids, args.concurrency) for _ in range(2))
+        res.update(interleaved(model, ids, adapters, args.concurrency, args.reps, seq_n))
         log("PEFT sequential with adapter switching")
-        res["peft_switching"] = peft_switching(model, adapters, ids, seq_n)
+        res["peft_switching"] = peft_switching(model, adapters, ids, seq_n * 2)
         log("llama.cpp sequential")
         res["llama_cpp_sequential"] = llama_cpp_sequential(tok, ids, 4 if args.quick else 8)
     report(res)
@@ -334,62 +385,60 @@ def main() -> None:
 
 
 def report(res: dict[str, Any]) -> None:
-    s = res["server"]
-    naive, raw = res["naive_generate"], res["raw_batched"]
-    base16, one, eight = (
-        s["base_x16"]["tok_s"],
-        s["one_adapter_x16"]["tok_s"],
-        s["eight_adapters_x16"]["tok_s"],
-    )
+    t, r = res["tok_s"], res["ratios"]
     llama = res["llama_cpp_sequential"]
     rows = [
-        ("naive sequential generate (peer)", naive, "", ""),
+        ("naive sequential generate (peer)", t["naive_generate"], "", ""),
         ("PEFT sequential, adapter switching (peer)", res["peft_switching"], "", ""),
-        ("raw batched forward bs16 (ceiling)", raw, "", ""),
+        ("raw batched forward bs16 (ceiling)", t["raw_batched"], "", ""),
         ("llama.cpp sequential, same GGUF (peer)", llama, "", ""),
-        (
-            "hearth-server, 1 request",
-            s["single"]["tok_s"],
-            f"{s['single']['tok_s'] / naive:.2f}x naive",
-            ">= 0.90x naive",
-        ),
+        ("hearth-server, 1 request", t["single"], f"{r['single_vs_naive']:.2f}x naive", ">= 0.90x"),
         (
             "hearth-server, 16 concurrent base",
-            base16,
-            f"{base16 / naive:.1f}x naive, {base16 / raw:.0%} of raw",
-            ">= 6x naive, >= 85% raw",
+            t["base_x16"],
+            f"{r['x16_vs_naive']:.1f}x naive, {r['x16_vs_raw']:.0%} of raw",
+            ">= 6x, >= 85%",
         ),
-        ("hearth-server, 16 concurrent 1 adapter", one, f"{one / base16:.0%} of base", ""),
+        (
+            "hearth-server, 16 concurrent 1 adapter",
+            t["one_adapter_x16"],
+            f"{r['one_adapter_vs_base']:.0%} of base",
+            "",
+        ),
         (
             "hearth-server, 16 concurrent 8 adapters",
-            eight,
-            f"{eight / one:.0%} of 1 adapter",
-            ">= 80% of 1 adapter",
+            t["eight_adapters_x16"],
+            f"{r['eight_vs_one_adapter']:.0%} of 1 adapter",
+            ">= 80%",
         ),
     ]
     if llama:
         rows.append(
             (
-                "hearth-server 16 concurrent vs llama.cpp",
-                base16,
-                f"{base16 / llama:.2f}x",
+                "hearth-server 16 concurrent vs llama.cpp seq.",
+                t["base_x16"],
+                f"{t['base_x16'] / llama:.2f}x",
                 "stretch >= 1x",
             )
         )
-    print(f"\n{'run':<45} {'tok/s':>8}  {'ratio':<28} target")
+    print(
+        f"\n{'run (median of ' + str(res['reps']) + ' interleaved reps)':<46} {'tok/s':>8}  "
+        f"{'ratio (per-rep median)':<30} target"
+    )
     for name, val, ratio, target in rows:
         v = f"{val:8.1f}" if isinstance(val, float) else f"{'n/a':>8}"
-        print(f"{name:<45} {v}  {ratio:<28} {target}")
+        print(f"{name:<46} {v}  {ratio:<30} {target}")
+    ft = res["ttft"]
     print(
-        f"\nTTFT under load (16 concurrent base): p50 {s['base_x16']['ttft_p50']:.2f}s, "
-        f"p95 {s['base_x16']['ttft_p95']:.2f}s; 8 adapters: p50 "
-        f"{s['eight_adapters_x16']['ttft_p50']:.2f}s, "
-        f"p95 {s['eight_adapters_x16']['ttft_p95']:.2f}s"
+        f"\nTTFT, 16 concurrent: base p50 {ft['base_x16']['p50']:.2f}s p95 "
+        f"{ft['base_x16']['p95']:.2f}s; 8 adapters p50 {ft['eight_adapters_x16']['p50']:.2f}s "
+        f"p95 {ft['eight_adapters_x16']['p95']:.2f}s"
     )
     print(
-        f"server peak RSS {s['peak_rss_mb']:.0f} MB; adapter load p50 "
-        f"{s['adapter_load_s_p50'] * 1000:.0f} ms (rank 16, all 7 projections)"
+        f"server peak RSS {res['peak_rss_mb']:.0f} MB; adapter load p50 "
+        f"{res['adapter_load_s_p50'] * 1000:.0f} ms (rank 16, all 7 projections)"
     )
+    print(f"runs: {res['tok_s_runs']}")
 
 
 if __name__ == "__main__":

@@ -325,3 +325,27 @@ def test_health_is_503_until_loaded_and_requests_get_503() -> None:
         assert r.status_code == 503
         assert "startup failed" in r.text
         openai_error(c.post("/v1/chat/completions", json=chat()), 503)
+
+
+def test_overload_is_503_and_server_keeps_serving(make_engine) -> None:
+    engine = make_engine(max_num_seqs=1, max_waiting=1)
+    app = build_app(ServerSettings(model="/models/tiny", served_model_name=MODEL), engine=engine)
+    long = {"model": MODEL, "prompt": "Hello", "max_tokens": 100, "ignore_eos": True}
+    with TestClient(app) as c:
+        # n=3 needs three sequences: one runs, one waits, the third overflows the queue.
+        err = openai_error(c.post("/v1/completions", json={**long, "n": 3}), 503)
+        assert "overloaded" in str(err["message"])
+        assert c.post("/v1/completions", json={**long, "max_tokens": 2}).status_code == 200
+
+
+def test_chat_n_choices_stream(client: TestClient) -> None:
+    r = client.post(
+        "/v1/chat/completions", json=chat(n=2, stream=True, temperature=1.0, seed=3, max_tokens=5)
+    )
+    events = [e for e in sse(r) if isinstance(e, dict)]
+    finished = {
+        e["choices"][0]["index"]
+        for e in events  # type: ignore[index]
+        if e["choices"] and e["choices"][0]["finish_reason"]
+    }  # type: ignore[index]
+    assert finished == {0, 1}

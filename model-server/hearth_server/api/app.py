@@ -81,7 +81,7 @@ def _attach_engine(state: ServerState, engine: Engine) -> None:
             "lora_adapters_active": float(len(engine.slots.active)),
             "engine_alive": float(engine.alive),
         },
-        lambda: [a.name for a in engine.adapters.list()],
+        lambda: [a.name for a in engine.adapters.all()],
     )
     if not engine.alive and engine.error is None:
         engine.start()

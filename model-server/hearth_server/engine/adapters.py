@@ -52,7 +52,7 @@ class AdapterStore:
         with self._lock:
             return self.registry.get(name)
 
-    def list(self) -> list[AdapterInfo]:
+    def all(self) -> list[AdapterInfo]:
         with self._lock:
             return list(self.registry.values())
 

@@ -99,7 +99,7 @@ class LoRALinear(nn.Module):
         self.lora_b = torch.zeros(n_slots, max_rank, base.out_features, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
+        y: torch.Tensor = self.base(x)
         ctx = self.ctx
         if not ctx.segments and ctx.rows is None:
             return y

@@ -10,6 +10,7 @@ decode attention runs on a view of the cache without gathering.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,7 +41,8 @@ class ModelRunner:
         max_len: int,
         n_lora_slots: int = 0,
     ) -> None:
-        cfg = model.config
+        hf: Any = model  # transformers modules are untyped; we use their llama layout
+        cfg = hf.config
         if cfg.model_type not in SUPPORTED_ARCHITECTURES:
             raise ValueError(
                 f"architecture {cfg.model_type!r} is not supported "
@@ -49,20 +51,20 @@ class ModelRunner:
         self.model = model
         self.lora_ctx = lora_ctx
         self.n_lora_slots = n_lora_slots
-        inner = model.model  # type: ignore[attr-defined]
+        inner = hf.model
         self.embed = inner.embed_tokens
         self.layers = list(inner.layers)
         self.norm = inner.norm
         self.rotary = inner.rotary_emb
-        self.lm_head = model.lm_head  # type: ignore[attr-defined]
+        self.lm_head = hf.lm_head
         self.n_heads = int(cfg.num_attention_heads)
         self.n_kv = int(getattr(cfg, "num_key_value_heads", None) or self.n_heads)
         self.head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads)
         self.group = self.n_heads // self.n_kv
         self.max_seqs = max_seqs
         self.max_len = max_len
-        self.dtype = self.embed.weight.dtype
-        self.device = self.embed.weight.device
+        self.dtype: torch.dtype = self.embed.weight.dtype
+        self.device: torch.device = self.embed.weight.device
         self.capacity = 0
         self.k_cache: list[torch.Tensor] = []
         self.v_cache: list[torch.Tensor] = []
@@ -192,7 +194,8 @@ class ModelRunner:
         if not rows:
             return torch.empty(0, self.lm_head.out_features)
         last = self.norm(h[rows])
-        return self.lm_head(last).float()
+        logits: torch.Tensor = self.lm_head(last).float()
+        return logits
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

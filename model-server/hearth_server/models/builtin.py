@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,14 @@ def materialize(name: str, root: Path) -> tuple[Path, str]:
 
 def _convert(src: Path, out: Path) -> None:
     import torch
+    import transformers
     from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(
+    hf: Any = transformers  # untyped entry points
+    model = hf.AutoModelForCausalLM.from_pretrained(
         str(src.parent), gguf_file=src.name, dtype=torch.float32
     )
-    tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    tokenizer = hf.AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
     # save_pretrained refuses GGUF-loaded models; the config and state dict are enough.
     config = model.config
     if hasattr(config, "quantization_config"):

@@ -25,13 +25,14 @@ def torch_dtype(name: str, device: str = "cpu") -> Any:
 
 def load_model(path: Path, dtype: str = "auto", device: str = "cpu") -> tuple[Any, Any, float]:
     """Return (model, tokenizer, seconds) for a directory in Hugging Face layout."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import transformers
 
+    hf: Any = transformers  # untyped entry points
     start = time.monotonic()
-    model = AutoModelForCausalLM.from_pretrained(
+    model = hf.AutoModelForCausalLM.from_pretrained(
         str(path), dtype=torch_dtype(dtype, device), low_cpu_mem_usage=True
     )
     model.to(device)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = hf.AutoTokenizer.from_pretrained(str(path))
     return model, tokenizer, time.monotonic() - start

@@ -29,5 +29,5 @@ class CompletionRequest(SamplingFields):
         if isinstance(p, str):
             return [p]
         if p and isinstance(p[0], int):
-            return [p]  # type: ignore[list-item]
+            return [p]  # type: ignore[list-item,unused-ignore]
         return list(p)  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ def list_models(state: ServerState) -> dict[str, Any]:
         }
     ]
     if state.engine is not None:
-        for info in state.engine.adapters.list():
+        for info in state.engine.adapters.all():
             cards.append(
                 {
                     "id": info.name,
