@@ -54,6 +54,7 @@ class ProcessKubelet:
         first_ip: str = '127.0.1.1',
         backoff_base: float = 0.2,
         backoff_max: float = 5.0,
+        probe_period_cap: float | None = None,
     ) -> None:
         self.api = api
         self.url = api if isinstance(api, str) else api.url
@@ -76,6 +77,7 @@ class ProcessKubelet:
         self._free_ips: list[str] = []
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.probe_period_cap = probe_period_cap
         self.logger = logger
         self.workers: dict[str, PodWorker] = {}  # by pod uid
         self._client: KubeClient | None = None

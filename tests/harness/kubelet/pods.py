@@ -296,7 +296,7 @@ class PodWorker:
             run.started = True
             self.changed()
         if 'startupProbe' in spec:
-            startup = ProbeState(ProbeSpec(spec['startupProbe']))
+            startup = ProbeState(self._probe_spec('startupProbe', spec))
             await asyncio.sleep(startup.spec.initial_delay)
             while startup.verdict is None:
                 startup.record(await check(startup.spec, spec, self.pod_ip, session, env))
@@ -311,10 +311,13 @@ class PodWorker:
             self.changed()
         loops = []
         if 'readinessProbe' in spec:
-            loops.append(self._readiness(run, ProbeSpec(spec['readinessProbe']), env))
+            loops.append(self._readiness(run, self._probe_spec('readinessProbe', spec), env))
         if 'livenessProbe' in spec:
-            loops.append(self._liveness(run, ProbeSpec(spec['livenessProbe']), env))
+            loops.append(self._liveness(run, self._probe_spec('livenessProbe', spec), env))
         await asyncio.gather(*loops)
+
+    def _probe_spec(self, kind: str, container: dict[str, Any]) -> ProbeSpec:
+        return ProbeSpec(container[kind], self.kubelet.probe_period_cap)
 
     async def _readiness(self, run: ContainerRun, probe: ProbeSpec, env: dict[str, str]) -> None:
         state = ProbeState(probe)
