@@ -33,14 +33,16 @@ test-fast: install ## Skip tests that load the real model or start servers
 check: install ## Lint, format check and type check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy sdk
+	$(VENV)/bin/mypy sdk operator
 
 ##@ Generated files
-generate: install ## Regenerate crds/ from the models in sdk/hearth/api
+generate: install ## Regenerate crds/ and operator/manifests/ from the Python sources
 	$(PY) -m hearth.crd crds
+	$(PY) -m hearth_operator.manifests operator/manifests
 
-verify: install ## Fail if crds/ is stale
+verify: install ## Fail if crds/ or operator/manifests/ is stale
 	$(PY) -m hearth.crd --check crds
+	$(PY) -m hearth_operator.manifests --check operator/manifests
 
 ##@ Help
 help: ## Show this help

@@ -1,84 +1,179 @@
-"""Hearth's main job on one machine, until the operator lands.
+"""Hearth's main job on one machine: the quickstart manifests, reconciled and served.
 
-Starts the real ``hearth-server`` on the bundled SmolLM2-135M-Instruct, waits until it is
-healthy, asks it a question through the official OpenAI SDK (and the Anthropic SDK), prints
-the answers and stops the server. Run with ``make quickstart``.
+What runs here, and what is emulated:
+
+* the Kubernetes API server is EMULATED in this process (tests/harness/emulator), because
+  no cluster can run on this machine; it serves the real CRDs from crds/ and enforces
+  their schemas and CEL rules;
+* pods are run by a "process kubelet" (tests/harness/kubelet): each container command
+  becomes a local process with its own loopback IP;
+* everything else is real: the hearth-operator (kopf), hearth-server on the bundled
+  SmolLM2-135M-Instruct, and the official OpenAI SDK as the client.
+
+It applies examples/quickstart/, waits until the Deployment is READY and its DeployedModels
+are DEPLOYED, asks the base model and the LoRA addon a question, prints the answers and
+stops. On a real cluster the same manifests are applied with ``kubectl apply -f
+examples/quickstart/`` once the CRDs and the operator are installed.
+
+The LoRA addon in the examples is normally the output of a fine-tuning job; here it is a
+small adapter initialised at random (so it visibly changes the answers), written where
+the account's artifact volume is mounted.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
+import argparse
+import logging
 import sys
+import tempfile
 import time
-import urllib.error
-import urllib.request
+from pathlib import Path
 
-MODEL = "builtin://smollm2-135m-instruct"
-STARTUP_TIMEOUT_S = 600  # the first start converts the GGUF to safetensors once
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the harness lives in tests/
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+QUESTION = "What is the capital of France? Answer in one sentence."
 
 
-def wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"hearth-server exited with status {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"hearth-server was not healthy after {STARTUP_TIMEOUT_S} s")
+def write_demo_adapter(base_dir: Path, out: Path, rank: int, targets: list[str]) -> None:
+    """A PEFT LoRA with random A and B (peft's init_lora_weights=False)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    config = LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules=targets, init_lora_weights=False
+    )
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():  # strong enough that the addon's answers visibly differ
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(3.0)
+    peft_model.save_pretrained(out)
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
 
 
 def main() -> int:
-    from anthropic import Anthropic
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for READY")
+    parser.add_argument("--keep", action="store_true", help="keep the workdir for inspection")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    import yaml
     from openai import OpenAI
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "hearth_server.cli", "serve", MODEL, "--port", str(port)]
-    print("$", " ".join(command[2:]), flush=True)
-    server = subprocess.Popen(command, start_new_session=True)
-    try:
-        wait_healthy(url, server)
-        openai = OpenAI(base_url=f"{url}/v1", api_key=os.environ.get("HEARTH_API_KEY", "none"))
-        models = [m.id for m in openai.models.list().data]
-        print(f"models: {models}")
-        question = "What is the capital of France? Answer in one sentence."
-        chat = openai.chat.completions.create(
-            model=models[0],
-            messages=[{"role": "user", "content": question}],
-            max_tokens=40,
-            temperature=0,
+    from hearth.validation import load_documents
+    from hearth_operator.settings import Settings
+    from hearth_server.models import resolve_model
+    from hearth_server.models.resolve import cache_dir
+    from tests.harness.emulator import KubeEmulatorServer
+    from tests.harness.emulator.hearth_rules import hearth_validator
+    from tests.harness.kubelet import ProcessKubelet
+    from tests.operator.conftest import Cluster
+
+    workdir = Path(tempfile.mkdtemp(prefix="hearth-quickstart-"))
+    pvc_root = workdir / "pvc"
+    manifests = [
+        doc
+        for path in sorted((ROOT / "examples" / "quickstart").glob("*.yaml"))
+        for doc in load_documents(path.read_text())
+    ]
+    lora = next(
+        d for d in manifests if d["kind"] == "Model" and d["spec"].get("kind") == "HF_PEFT_ADDON"
+    )
+    claim_path = lora["spec"]["source"]["uri"].removeprefix("pvc://")
+
+    step("resolving the bundled SmolLM2-135M-Instruct (converted once, then cached)")
+    base_dir = resolve_model("builtin://smollm2-135m-instruct").path
+    step(f"writing a demo LoRA adapter to the artifact volume: pvc://{claim_path}")
+    write_demo_adapter(
+        base_dir,
+        pvc_root / claim_path,
+        lora["spec"]["peftDetails"]["r"],
+        lora["spec"]["peftDetails"]["targetModules"],
+    )
+
+    settings = Settings(
+        server_command=(sys.executable, "-m", "hearth_server.cli"),
+        pvc_mount_root=str(pvc_root),
+        model_cache_path=str(cache_dir()),
+        server_env={"HF_HUB_OFFLINE": "1"},
+        resync_seconds=5.0,
+    )
+    step("starting the EMULATED Kubernetes API (with Hearth's CRDs) and the process kubelet")
+    with (
+        KubeEmulatorServer(crds=[ROOT / "crds"], validators=[hearth_validator()]) as api,
+        ProcessKubelet(api, log_dir=workdir / "pod-logs"),
+    ):
+        cluster = Cluster(api, settings, workdir)
+        cluster.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": settings.namespace}}
         )
-        print(f"OpenAI SDK    > {question}\n              < {chat.choices[0].message.content}")
-        print(f"usage: {chat.usage}")
-        anthropic = Anthropic(base_url=url, api_key="none")
-        message = anthropic.messages.create(
-            model=models[0],
-            max_tokens=40,
-            temperature=0,
-            messages=[{"role": "user", "content": "Name a primary colour."}],
-        )
-        text = "".join(block.text for block in message.content if block.type == "text")
-        print(f"Anthropic SDK > Name a primary colour.\n              < {text}")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        step("starting hearth-operator (kopf)")
+        with cluster.operator():
+            account = next(d for d in manifests if d["kind"] == "Account")
+            step("kubectl apply -f examples/quickstart/")
+            cluster.apply(account)
+            cluster.wait_state("Account", account["metadata"]["name"], "READY", namespace=None)
+            for doc in manifests:
+                if doc is not account:
+                    cluster.apply(doc)
+                    print(f"    {doc['kind'].lower()}.hearth.dev/{doc['metadata']['name']} created")
+            namespace = account["metadata"]["name"]
+            deployment = next(d for d in manifests if d["kind"] == "Deployment")
+            name = deployment["metadata"]["name"]
+            started = time.monotonic()
+            step(f"waiting for Deployment {name} to be READY (the server loads the model)")
+            cluster.wait_state(
+                "Deployment", name, "READY", namespace=namespace, timeout=args.timeout
+            )
+            for dm in cluster.kube.list("DeployedModel", namespace):
+                dm_name = dm["metadata"]["name"]
+                cluster.wait_state(
+                    "DeployedModel", dm_name, "DEPLOYED", namespace=namespace, timeout=args.timeout
+                )
+            step(f"READY after {time.monotonic() - started:.0f} s")
+            print(
+                yaml.safe_dump(
+                    {
+                        d["kind"] + "/" + d["metadata"]["name"]: d["status"].get("state")
+                        for kind in ("Model", "Deployment", "DeployedModel")
+                        for d in cluster.kube.list(kind, namespace)
+                    },
+                    sort_keys=False,
+                ),
+                end="",
+            )
+            pod = cluster.pods(name, namespace)[0]
+            url = f"http://{pod['status']['podIP']}:{settings.server_port}/v1"
+            client = OpenAI(base_url=url, api_key="none")
+            step(f"OpenAI SDK -> {url}")
+            for model in (
+                f"accounts/{namespace}/models/{deployment['spec']['baseModel']}",
+                f"accounts/{namespace}/models/{lora['metadata']['name']}",
+            ):
+                reply = client.chat.completions.create(
+                    model=model,
+                    messages=[{"role": "user", "content": QUESTION}],
+                    temperature=0,
+                    max_tokens=40,
+                )
+                print(
+                    f"    model={model}\n    > {QUESTION}\n    < {reply.choices[0].message.content}"
+                )
+            step("stopping")
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"workdir kept: {workdir}")
     return 0
 
 

@@ -230,3 +230,39 @@ def test_settings_from_mapping():
     assert settings.accelerators["NVIDIA_H100_80GB"].resource == "nvidia.com/gpu"
     with pytest.raises(ValueError, match="unknown operator settings: bogus"):
         settings_from_mapping({"bogus": 1})
+
+
+def test_operator_manifests_are_fresh_and_valid():
+    from pathlib import Path
+
+    import kubernetes_validate
+    import yaml
+
+    from hearth_operator import manifests
+
+    directory = Path(__file__).resolve().parents[2] / "operator" / "manifests"
+    assert manifests.main(["--check", str(directory)]) == 0
+    for path in directory.glob("*.yaml"):
+        for document in yaml.safe_load_all(path.read_text()):
+            kubernetes_validate.validate(document, "1.35.0", strict=True)
+
+
+def test_operator_may_bind_exactly_the_account_roles():
+    from hearth_operator.manifests import operator_rules
+
+    bind = [r for r in operator_rules() if "bind" in r["verbs"]]
+    assert bind == [
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "verbs": ["bind"],
+            "resourceNames": [
+                "hearth-admin",
+                "hearth-user",
+                "hearth-contributor",
+                "hearth-inference-user",
+            ],
+        }
+    ]
+    # No wildcard anywhere: least privilege.
+    assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in operator_rules())
