@@ -20,6 +20,8 @@ from tests.harness.waiting import eventually
 
 GROUP, VERSION, PLURAL = 'example.dev', 'v1', 'widgets'
 
+pytestmark = pytest.mark.timeout(60)
+
 
 def make_registry(client: kubernetes.client.ApiClient) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
@@ -43,7 +45,6 @@ def make_registry(client: kubernetes.client.ApiClient) -> kopf.OperatorRegistry:
     return registry
 
 
-@pytest.mark.timeout(60)
 def test_kopf_adopts_child_and_cascade_deletes(api: KubeEmulatorServer,
                                                client: kubernetes.client.ApiClient) -> None:
     core = kubernetes.client.CoreV1Api(client)
@@ -81,7 +82,6 @@ def test_kopf_adopts_child_and_cascade_deletes(api: KubeEmulatorServer,
         eventually(lambda: api.get('v1', 'ConfigMap', 'w-config', 'default') is None)
 
 
-@pytest.mark.timeout(60)
 def test_kopf_discovers_a_crd_created_while_running(api: KubeEmulatorServer,
                                                    client: kubernetes.client.ApiClient) -> None:
     registry = kopf.OperatorRegistry()
@@ -107,7 +107,6 @@ def test_kopf_discovers_a_crd_created_while_running(api: KubeEmulatorServer,
         eventually(lambda: seen == ['t1'], timeout=20)
 
 
-@pytest.mark.timeout(60)
 def test_kopf_namespace_patterns_follow_new_namespaces(api: KubeEmulatorServer) -> None:
     registry = kopf.OperatorRegistry()
     seen: list[tuple[str | None, str]] = []
