@@ -1,9 +1,10 @@
 """HTTP semantics of the Kubernetes API on top of the :class:`Store`.
 
 URL routing (`/api/v1/...`, `/apis/<group>/<version>/...`, namespaced and
-cluster-scoped, subresources), discovery documents, list/watch, the scale
-subresource, pod binding and logs, and the mapping of :class:`ApiError` to
-`Status` bodies. Everything runs on the server's event loop.
+cluster-scoped, subresources), list/watch (with selectors, resume and 410 Gone),
+pod binding and logs, and the mapping of :class:`ApiError` to `Status` bodies; the
+discovery documents and the scale subresource are in their own modules. Everything
+runs on the server's event loop, the only place the store is touched.
 """
 
 from __future__ import annotations
@@ -12,41 +13,23 @@ import asyncio
 import base64
 import dataclasses
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp.web
 
+from tests.harness.emulator import discovery
 from tests.harness.emulator.errors import ApiError, bad_request, gone, method_not_allowed, not_found
 from tests.harness.emulator.gc import GarbageCollector
 from tests.harness.emulator.patching import apply_patch
 from tests.harness.emulator.quota import QuotaController
-from tests.harness.emulator.resources import POD_GROUP_PLURAL, VERBS, Registry, ResourceType
+from tests.harness.emulator.resources import POD_GROUP_PLURAL, Registry, ResourceType
 from tests.harness.emulator.selectors import field_matcher, label_matcher
 from tests.harness.emulator.store import Obj, Store, Validator, WatchEvent
+from tests.harness.emulator.subresources import scale_of, write_scale
 
 # A hook for `pods/<name>/log`: (namespace, pod, container or None) -> text or None.
 LogSource = Callable[[str, str, str | None], str | None]
-
-SERVER_VERSION = {
-    'major': '1', 'minor': '33', 'gitVersion': 'v1.33.0+hearth-emulator',
-    'gitCommit': '0000000000000000000000000000000000000000', 'gitTreeState': 'clean',
-    'buildDate': '2026-01-01T00:00:00Z', 'goVersion': 'go1.24', 'compiler': 'gc',
-    'platform': 'linux/amd64',
-}
-_VERSION_RE = re.compile(r'^v(\d+)(?:(alpha|beta)(\d+))?$')
-
-
-def version_priority(version: str) -> tuple[int, int, int]:
-    """Kubernetes' version order: GA > beta > alpha, then by number (higher first)."""
-    match = _VERSION_RE.match(version)
-    if match is None:
-        return (3, 0, 0)
-    major, stage, minor = match.groups()
-    rank = {None: 0, 'beta': 1, 'alpha': 2}[stage]
-    return (rank, -int(major), -int(minor or 0))
-
 
 @dataclasses.dataclass
 class Route:
@@ -75,21 +58,6 @@ def parse_route(path: str) -> Route | None:
     if len(rest) >= 3:
         route.subresource = '/'.join(rest[2:])
     return route
-
-
-def _get_path(obj: Any, path: str) -> Any:
-    for key in path.strip('.').split('.'):
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
-def _set_path(obj: dict[str, Any], path: str, value: Any) -> None:
-    keys = path.strip('.').split('.')
-    for key in keys[:-1]:
-        obj = obj.setdefault(key, {})
-    obj[keys[-1]] = value
 
 
 def _json(body: Any, status: int = 200) -> aiohttp.web.Response:
@@ -190,16 +158,18 @@ class KubeEmulator:
             # Refused rather than silently persisted: a dry run must never change state.
             raise bad_request('dryRun is not supported by the emulated API server')
         if method == 'GET':
-            static = self._static(path)
-            if static is not None:
-                return static
+            if path.rstrip('/') in ('/healthz', '/livez', '/readyz'):
+                return aiohttp.web.Response(text='ok')
+            document = discovery.static_document(self.registry, path)
+            if document is not None:
+                return _json(document)
         route = parse_route(path)
         if route is None:
             raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
         if route.plural is None:
             if method != 'GET':
                 raise method_not_allowed()
-            return _json(self._resource_list(route.group, route.version))
+            return _json(discovery.resource_list(self.registry, route.group, route.version))
         rtype = self.registry.find(route.group, route.version, route.plural)
         if rtype is None:
             raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
@@ -360,51 +330,19 @@ class KubeEmulator:
 
     # ----- subresources ---------------------------------------------------------------------
 
-    def _scale_of(self, rtype: ResourceType, obj: Obj) -> dict[str, Any]:
-        assert rtype.scale is not None
-        meta = obj['metadata']
-        status: dict[str, Any] = {
-            'replicas': _get_path(obj, rtype.scale.status_replicas_path) or 0}
-        if rtype.scale.label_selector_path:
-            selector = _get_path(obj, rtype.scale.label_selector_path)
-            if selector is not None:
-                status['selector'] = selector
-        return {
-            'kind': 'Scale', 'apiVersion': 'autoscaling/v1',
-            'metadata': {k: meta[k] for k in ('name', 'namespace', 'uid', 'resourceVersion',
-                                              'creationTimestamp') if k in meta},
-            'spec': {'replicas': _get_path(obj, rtype.scale.spec_replicas_path) or 0},
-            'status': status,
-        }
-
     def _scale(self, rtype: ResourceType, route: Route, method: str, content_type: str,
                data: Any) -> aiohttp.web.Response:
-        assert rtype.scale is not None and route.name is not None
+        assert route.name is not None
         obj = self.store.get(rtype, route.namespace, route.name)
-        current = self._scale_of(rtype, obj)
+        current = scale_of(rtype, obj)
         if method == 'GET':
             return _json(current)
         if method == 'PUT':
-            desired = data
-        elif method == 'PATCH':
+            return _json(write_scale(self.store, rtype, obj, data))
+        if method == 'PATCH':
             desired = apply_patch(current, data, content_type, custom=False)
-        else:
-            raise method_not_allowed()
-        if not isinstance(desired, dict):
-            raise bad_request('the body of the request must be a Scale object')
-        sent_rv = (desired.get('metadata') or {}).get('resourceVersion')
-        if sent_rv and sent_rv != obj['metadata']['resourceVersion']:
-            from tests.harness.emulator.errors import conflict
-            raise conflict(rtype.plural, route.name, rtype.group)
-        replicas = (desired.get('spec') or {}).get('replicas')
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            from tests.harness.emulator.errors import invalid
-            raise invalid('Scale', route.name, [('spec.replicas', f'Invalid value: {replicas!r}: '
-                                                 'must be greater than or equal to 0')],
-                          group='autoscaling')
-        new = json.loads(json.dumps(obj))
-        _set_path(new, rtype.scale.spec_replicas_path, replicas)
-        return _json(self._scale_of(rtype, self.store.commit(rtype, obj, new)))
+            return _json(write_scale(self.store, rtype, obj, desired))
+        raise method_not_allowed()
 
     def _binding(self, rtype: ResourceType, route: Route, method: str,
                  data: Any) -> aiohttp.web.Response:
@@ -427,73 +365,3 @@ class KubeEmulator:
         if text is None:
             raise bad_request(f'container logs of pod "{route.name}" are not available')
         return aiohttp.web.Response(text=text, content_type='text/plain')
-
-    # ----- discovery ------------------------------------------------------------------------
-
-    def _static(self, path: str) -> aiohttp.web.Response | None:
-        path = path.rstrip('/') or '/'
-        if path == '/version':
-            return _json(SERVER_VERSION)
-        if path in ('/healthz', '/livez', '/readyz'):
-            return aiohttp.web.Response(text='ok')
-        if path == '/api':
-            return _json({'kind': 'APIVersions', 'versions': ['v1'],
-                          'serverAddressByClientCIDRs': []})
-        if path == '/apis':
-            return _json({'kind': 'APIGroupList', 'apiVersion': 'v1',
-                          'groups': [self._group(g) for g in sorted(self._groups()) if g]})
-        if path.startswith('/apis/') and path.count('/') == 2:
-            group = path.split('/')[2]
-            if group not in self._groups():
-                raise ApiError(404, 'NotFound', 'the server could not find the requested '
-                                                'resource')
-            return _json({**self._group(group), 'kind': 'APIGroup', 'apiVersion': 'v1'})
-        if path == '/':
-            paths = ['/api', '/api/v1', '/apis', '/version', '/healthz']
-            for group, versions in self._groups().items():
-                if group:
-                    paths.append(f'/apis/{group}')
-                    paths.extend(f'/apis/{group}/{v}' for v in versions)
-            return _json({'paths': sorted(paths)})
-        return None
-
-    def _groups(self) -> dict[str, list[str]]:
-        return {group: sorted(versions, key=version_priority)
-                for group, versions in self.registry.group_versions().items()}
-
-    def _group(self, group: str) -> dict[str, Any]:
-        versions = self._groups()[group]
-        entries = [{'groupVersion': f'{group}/{v}', 'version': v} for v in versions]
-        return {'name': group, 'versions': entries, 'preferredVersion': entries[0]}
-
-    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        types = [t for t in self.registry.all() if t.group == group and t.version == version]
-        if not types:
-            raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
-        resources: list[dict[str, Any]] = []
-        for rtype in sorted(types, key=lambda t: t.plural):
-            entry: dict[str, Any] = {
-                'name': rtype.plural, 'singularName': rtype.singular,
-                'namespaced': rtype.namespaced, 'kind': rtype.kind, 'verbs': list(VERBS),
-            }
-            if rtype.short_names:
-                entry['shortNames'] = list(rtype.short_names)
-            if rtype.categories:
-                entry['categories'] = list(rtype.categories)
-            resources.append(entry)
-            for sub in rtype.subresources:
-                sub_entry: dict[str, Any] = {
-                    'name': f'{rtype.plural}/{sub}', 'singularName': '',
-                    'namespaced': rtype.namespaced, 'kind': rtype.kind,
-                    'verbs': ['get', 'patch', 'update'],
-                }
-                if sub == 'scale':
-                    sub_entry.update(group='autoscaling', version='v1', kind='Scale')
-                elif sub == 'binding':
-                    sub_entry.update(kind='Binding', verbs=['create'])
-                elif sub == 'log':
-                    sub_entry.update(verbs=['get'])
-                resources.append(sub_entry)
-        return {'kind': 'APIResourceList', 'apiVersion': 'v1',
-                'groupVersion': f'{group}/{version}' if group else version,
-                'resources': resources}
