@@ -204,7 +204,8 @@ def test_cascade_deletion_background(core: CoreV1Api, custom: CustomObjectsApi) 
     core.create_namespaced_config_map('default', {'metadata': {
         'name': 'child', 'ownerReferences': [owner_ref(owner)]}})
     core.create_namespaced_config_map('default', {'metadata': {
-        'name': 'shared', 'ownerReferences': [owner_ref(owner), owner_ref(other)]}})
+        'name': 'shared', 'ownerReferences': [owner_ref(owner),
+                                              {**owner_ref(other), 'controller': False}]}})
     core.create_namespaced_config_map('default', {'metadata': {
         'name': 'grandchild', 'finalizers': ['example.dev/keep'],
         'ownerReferences': [{**owner_ref(owner), 'kind': 'ConfigMap', 'apiVersion': 'v1',
@@ -460,3 +461,38 @@ def test_terminating_namespace_refuses_new_content(api: KubeEmulatorServer,
         'held', 'doomed').metadata.deletion_timestamp)
     core.patch_namespaced_config_map('held', 'doomed', {'metadata': {'finalizers': None}})
     eventually(lambda: api.get('v1', 'Namespace', 'doomed') is None)
+
+
+def test_metadata_validation(core: CoreV1Api) -> None:
+    too_long = 'a' * 64  # e.g. a full sha256 hex digest used as a label value
+    cases: list[dict[str, Any]] = [
+        {'name': 'a', 'labels': {'spec-hash': too_long}},
+        {'name': 'a', 'labels': {'bad key!': 'x'}},
+        {'name': 'a', 'annotations': {'/x': 'y'}},
+        {'name': 'a', 'ownerReferences': [{'apiVersion': 'v1', 'kind': 'ConfigMap',
+                                           'name': 'x', 'uid': ''}]},
+        {'name': 'a', 'ownerReferences': [
+            {'apiVersion': 'v1', 'kind': 'ConfigMap', 'name': n, 'uid': n, 'controller': True}
+            for n in ('x', 'y')]},
+    ]
+    for meta in cases:
+        with pytest.raises(ApiException) as exc:
+            core.create_namespaced_config_map('default', {'metadata': meta})
+        assert exc.value.status == 422, meta
+    with pytest.raises(ApiException) as exc:
+        core.create_namespaced_service('default', {'metadata': {'name': '1-svc'},
+                                                   'spec': {'ports': [{'port': 80}]}})
+    assert exc.value.status == 422
+    ok = core.create_namespaced_config_map('default', {'metadata': {
+        'name': 'ok', 'labels': {'example.dev/spec-hash': too_long[:63]}}})
+    assert ok.metadata.labels == {'example.dev/spec-hash': too_long[:63]}
+
+
+def test_cross_namespace_owner_is_absent(api: KubeEmulatorServer, core: CoreV1Api) -> None:
+    core.create_namespace({'metadata': {'name': 'other'}})
+    owner = api.create({'apiVersion': 'v1', 'kind': 'ConfigMap',
+                        'metadata': {'name': 'owner', 'namespace': 'other'}})
+    core.create_namespaced_config_map('default', {'metadata': {
+        'name': 'stray', 'ownerReferences': [owner_ref(owner)]}})
+    # The collector resolves a namespaced owner only in the dependent's namespace.
+    eventually(lambda: api.get('v1', 'ConfigMap', 'stray', 'default') is None)

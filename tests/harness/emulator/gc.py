@@ -67,9 +67,23 @@ class GarbageCollector:
             return False  # gone or replaced meanwhile: nothing to collect
         return True
 
+    def _owner_alive(self, dependent: Obj, ref: dict[str, str]) -> bool:
+        """As the real collector resolves owners: cluster-scoped owners from anywhere, a
+        namespaced owner only in the dependent's own namespace (elsewhere it is absent, and
+        the dependent is collected). A cluster-scoped dependent with a namespaced owner is
+        unresolvable and never collected (the real collector only reports an event)."""
+        found = self.store.by_uid(ref.get('uid', ''))
+        dependent_ns = dependent['metadata'].get('namespace')
+        if found is None:
+            return False
+        owner_ns = found[1]['metadata'].get('namespace')
+        if owner_ns is not None and dependent_ns is None:
+            return True
+        return owner_ns is None or owner_ns == dependent_ns
+
     def _collect_for(self, gp: GroupPlural, obj: Obj) -> bool:
         refs = obj['metadata'].get('ownerReferences') or []
-        dangling = {ref.get('uid') for ref in refs if self.store.by_uid(ref.get('uid')) is None}
+        dangling = {ref.get('uid') for ref in refs if not self._owner_alive(obj, ref)}
         if not dangling:
             return False
         if len(dangling) == len(refs):

@@ -27,14 +27,13 @@ import collections
 import copy
 import dataclasses
 import datetime
-import re
 import secrets
 import string
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tests.harness.emulator import kinds, quota, schema
+from tests.harness.emulator import kinds, metadata, quota, schema
 from tests.harness.emulator.errors import (
     ApiError,
     already_exists,
@@ -62,9 +61,6 @@ Validator = Callable[[ResourceType, Obj, Obj | None], list[tuple[str, str]]]
 
 FOREGROUND_FINALIZER = 'foregroundDeletion'
 CRD_CLEANUP_FINALIZER = 'customresourcecleanup.apiextensions.k8s.io'
-_DNS1123_SUBDOMAIN = re.compile(
-    r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')
-_DNS1123_LABEL = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')
 _SERVER_FIELDS = ('uid', 'resourceVersion', 'creationTimestamp', 'deletionTimestamp',
                   'deletionGracePeriodSeconds', 'generation', 'managedFields', 'selfLink')
 
@@ -185,15 +181,6 @@ class Store:
             self._by_uid.pop(old['metadata']['uid'], None)
             self._by_namespace[key[0]].discard((gp, key[1]))
 
-    def _validate_name(self, rtype: ResourceType, name: str) -> None:
-        pattern = _DNS1123_LABEL if rtype.group_plural == NAMESPACE_GROUP_PLURAL \
-            else _DNS1123_SUBDOMAIN
-        if not name or len(name) > 253 or not pattern.match(name):
-            raise invalid(rtype.kind, name, [(
-                'metadata.name', f'Invalid value: "{name}": a lowercase RFC 1123 '
-                'subdomain must consist of lower case alphanumeric characters, \'-\' or \'.\', '
-                'and must start and end with an alphanumeric character')], group=rtype.group)
-
     def _check_namespace(self, rtype: ResourceType, namespace: str | None) -> str:
         if not rtype.namespaced:
             return ''
@@ -216,6 +203,7 @@ class Store:
         else:
             kinds.apply_defaults(rtype, obj)
             causes = []
+        causes = metadata.validate_metadata(rtype, obj.get('metadata') or {}) + causes
         if not causes:
             # Like CEL on a real server, project rules only see objects the schema accepts.
             for validator in self.validators:
@@ -247,7 +235,9 @@ class Store:
         if not name:
             raise invalid(rtype.kind, '', [('metadata.name', 'Required value: name or '
                                             'generateName is required')], group=rtype.group)
-        self._validate_name(rtype, name)
+        name_causes = metadata.validate_name(rtype, name)
+        if name_causes:
+            raise invalid(rtype.kind, name, name_causes, group=rtype.group)
         if (namespace, name) in self._objects[rtype.group_plural]:
             raise already_exists(rtype.plural, name, rtype.group)
         if rtype.group_plural == CRD_GROUP_PLURAL:
