@@ -496,3 +496,29 @@ def test_cross_namespace_owner_is_absent(api: KubeEmulatorServer, core: CoreV1Ap
         'name': 'stray', 'ownerReferences': [owner_ref(owner)]}})
     # The collector resolves a namespaced owner only in the dependent's namespace.
     eventually(lambda: api.get('v1', 'ConfigMap', 'stray', 'default') is None)
+
+
+def test_pod_and_service_validation(core: CoreV1Api) -> None:
+    def container(**fields: Any) -> dict[str, Any]:
+        return {'name': 'main', 'image': 'x', **fields}
+
+    invalid_specs = [
+        {'containers': [{'name': 'main'}]},  # no image
+        {'containers': [container(), container()]},  # duplicate names
+        {'containers': [container(name='Main')]},
+        {'containers': [container(env=[{'name': '1X', 'value': 'y'}])]},
+        {'containers': [container(resources={'requests': {'nvidia.com/gpu': '1'}})]},
+        {'containers': [container(resources={'requests': {'nvidia.com/gpu': '1'},
+                                             'limits': {'nvidia.com/gpu': '2'}})]},
+        {'containers': [container(resources={'requests': {'cpu': '2'}, 'limits': {'cpu': '1'}})]},
+    ]
+    for i, spec in enumerate(invalid_specs):
+        with pytest.raises(ApiException) as exc:
+            core.create_namespaced_pod('default', {'metadata': {'name': f'p{i}'}, 'spec': spec})
+        assert exc.value.status == 422, spec
+    core.create_namespaced_pod('default', {'metadata': {'name': 'gpu'}, 'spec': {
+        'containers': [container(resources={'limits': {'nvidia.com/gpu': '1'}})]}})
+    with pytest.raises(ApiException) as exc:
+        core.create_namespaced_service('default', {'metadata': {'name': 'svc'}, 'spec': {
+            'ports': [{'port': 80}, {'port': 81}]}})
+    assert exc.value.status == 422 and 'spec.ports[0].name' in exc.value.body

@@ -13,6 +13,7 @@ import base64
 import copy
 import ipaddress
 import itertools
+import re
 from typing import Any
 
 from tests.harness.emulator.errors import ApiError, invalid
@@ -109,22 +110,90 @@ def apply_defaults(rtype: ResourceType, obj: dict[str, Any]) -> None:
         template_spec.setdefault('restartPolicy', 'Never')
 
 
+_LABEL = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')
+_ENV_NAME = re.compile(r'^[-._a-zA-Z][-._a-zA-Z0-9]*$')
+_STANDARD_RESOURCES = ('cpu', 'memory', 'ephemeral-storage')
+
+
+def pod_spec_errors(spec: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    """The checks of the API server's pod validation that operators trip over."""
+    from tests.harness.emulator.quota import parse_quantity  # quota imports this module
+
+    causes: list[tuple[str, str]] = []
+    containers = spec.get('containers') or []
+    if not containers:
+        causes.append((f'{path}.containers', 'Required value'))
+    seen: set[str] = set()
+    for field in ('initContainers', 'containers'):
+        for i, container in enumerate(spec.get(field) or []):
+            where = f'{path}.{field}[{i}]'
+            cname = str(container.get('name') or '')
+            if not cname:
+                causes.append((f'{where}.name', 'Required value'))
+            elif len(cname) > 63 or not _LABEL.match(cname):
+                causes.append((f'{where}.name', f'Invalid value: "{cname}": a lowercase '
+                                                'RFC 1123 label'))
+            elif cname in seen:
+                causes.append((f'{where}.name', f'Duplicate value: "{cname}"'))
+            seen.add(cname)
+            if not container.get('image'):
+                causes.append((f'{where}.image', 'Required value'))
+            for j, env in enumerate(container.get('env') or []):
+                if not _ENV_NAME.match(str(env.get('name') or '')):
+                    causes.append((f'{where}.env[{j}].name',
+                                   f'Invalid value: "{env.get("name")}": a valid environment '
+                                   'variable name must consist of alphabetic characters, '
+                                   "digits, '_', '-', or '.', and must not start with a digit"))
+            resources = container.get('resources') or {}
+            requests, limits = resources.get('requests') or {}, resources.get('limits') or {}
+            for resource in set(requests) | set(limits):
+                try:
+                    request = parse_quantity(requests[resource]) if resource in requests else None
+                    limit = parse_quantity(limits[resource]) if resource in limits else None
+                except ValueError as exc:
+                    causes.append((f'{where}.resources', f'Invalid value: {exc}'))
+                    continue
+                if resource in _STANDARD_RESOURCES or resource.startswith('hugepages-'):
+                    if request is not None and limit is not None and request > limit:
+                        causes.append((f'{where}.resources.requests',
+                                       f'Invalid value: "{requests[resource]}": must be less '
+                                       f'than or equal to {resource} limit'))
+                elif limit is None:
+                    causes.append((f'{where}.resources.limits', 'Required value: Limit must '
+                                                               'be set for non overcommitable '
+                                                               'resources'))
+                elif request is not None and request != limit:
+                    causes.append((f'{where}.resources.requests', f'Invalid value: '
+                                                                  f'"{requests[resource]}": '
+                                                                  'must be equal to '
+                                                                  f'{resource} limit'))
+    return causes
+
+
 def validate_create(rtype: ResourceType, obj: dict[str, Any]) -> None:
     name = obj['metadata']['name']
     key = (rtype.group, rtype.kind)
+    causes: list[tuple[str, str]] = []
     if key == ('', 'Pod'):
-        containers = obj.get('spec', {}).get('containers') or []
-        if not containers:
-            raise invalid('Pod', name, [('spec.containers', 'Required value')])
-        for i, container in enumerate(containers):
-            if not container.get('name'):
-                raise invalid('Pod', name, [(f'spec.containers[{i}].name', 'Required value')])
-    if key == ('batch', 'Job'):
-        policy = obj.get('spec', {}).get('template', {}).get('spec', {}).get('restartPolicy')
+        causes = pod_spec_errors(obj.get('spec') or {}, 'spec')
+    elif key == ('batch', 'Job'):
+        template = obj.get('spec', {}).get('template', {}).get('spec', {})
+        causes = pod_spec_errors(template, 'spec.template.spec')
+        policy = template.get('restartPolicy')
         if policy not in ('Never', 'OnFailure'):
-            raise invalid('Job', name, [('spec.template.spec.restartPolicy',
-                                         f'Unsupported value: "{policy}": supported values: '
-                                         '"OnFailure", "Never"')], group='batch')
+            causes.append(('spec.template.spec.restartPolicy',
+                           f'Unsupported value: "{policy}": supported values: '
+                           '"OnFailure", "Never"'))
+    elif key == ('', 'Service'):
+        ports = obj.get('spec', {}).get('ports') or []
+        if not ports and obj.get('spec', {}).get('type', 'ClusterIP') != 'ExternalName' and \
+                obj.get('spec', {}).get('clusterIP') != 'None':
+            causes.append(('spec.ports', 'Required value'))
+        for i, port in enumerate(ports):
+            if len(ports) > 1 and not port.get('name'):
+                causes.append((f'spec.ports[{i}].name', 'Required value'))
+    if causes:
+        raise invalid(rtype.kind, name, causes, group=rtype.group)
 
 
 def _without_images(spec: dict[str, Any]) -> dict[str, Any]:
