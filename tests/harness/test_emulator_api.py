@@ -522,3 +522,55 @@ def test_pod_and_service_validation(core: CoreV1Api) -> None:
         core.create_namespaced_service('default', {'metadata': {'name': 'svc'}, 'spec': {
             'ports': [{'port': 80}, {'port': 81}]}})
     assert exc.value.status == 422 and 'spec.ports[0].name' in exc.value.body
+
+
+def test_concurrent_read_modify_write_loses_nothing(core: CoreV1Api) -> None:
+    import threading
+    core.create_namespaced_config_map('default', {'metadata': {'name': 'counter'},
+                                                  'data': {'n': '0'}})
+    conflicts: list[int] = []
+
+    def increment(times: int) -> None:
+        for _ in range(times):
+            while True:
+                current = core.read_namespaced_config_map('counter', 'default')
+                current.data['n'] = str(int(current.data['n']) + 1)
+                try:
+                    core.replace_namespaced_config_map('counter', 'default', current)
+                    break
+                except ApiException as exc:
+                    assert exc.status == 409
+                    conflicts.append(1)
+
+    threads = [threading.Thread(target=increment, args=(10,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert core.read_namespaced_config_map('counter', 'default').data['n'] == '40'
+
+
+def test_watch_sees_every_change_in_order(api: KubeEmulatorServer, core: CoreV1Api) -> None:
+    import threading
+    start = core.list_namespaced_config_map('default').metadata.resource_version
+    names = [f'cm-{i}' for i in range(30)]
+
+    def create_all() -> None:
+        for name in names:
+            api.create({'apiVersion': 'v1', 'kind': 'ConfigMap',
+                        'metadata': {'name': name, 'namespace': 'default'}})
+
+    writer = threading.Thread(target=create_all)
+    writer.start()
+    seen: list[tuple[str, int]] = []
+    watch = kubernetes.watch.Watch()
+    for event in watch.stream(core.list_namespaced_config_map, 'default',
+                              resource_version=start, timeout_seconds=10):
+        obj = event['object']
+        seen.append((obj.metadata.name, int(obj.metadata.resource_version)))
+        if len(seen) == len(names):
+            watch.stop()
+    writer.join(timeout=10)
+    assert [name for name, _ in seen] == names
+    versions = [rv for _, rv in seen]
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
