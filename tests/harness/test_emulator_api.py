@@ -574,3 +574,9 @@ def test_watch_sees_every_change_in_order(api: KubeEmulatorServer, core: CoreV1A
     assert [name for name, _ in seen] == names
     versions = [rv for _, rv in seen]
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
+
+
+def test_dump_shows_every_object(api: KubeEmulatorServer) -> None:
+    api.create({'apiVersion': 'v1', 'kind': 'ConfigMap',
+                'metadata': {'name': 'visible', 'namespace': 'default'}})
+    assert 'name: visible' in api.dump() and 'kind: CustomResourceDefinition' in api.dump()

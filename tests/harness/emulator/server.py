@@ -320,6 +320,11 @@ class KubeEmulatorServer:
         return self.call(lambda: self.emulator.store.list(
             rtype, namespace, label_selector=label_selector))
 
+    def dump(self) -> str:
+        """All stored objects as YAML documents, for a test to show when it fails."""
+        objects = self.call(lambda: [obj for _, obj in self.emulator.store.all_objects()])
+        return yaml.safe_dump_all(objects, sort_keys=False)
+
     def apply_yaml(self, path: str | pathlib.Path) -> builtins.list[Obj]:
         """Apply every document of a YAML file (or every *.yaml file of a directory)."""
         path = pathlib.Path(path)

@@ -85,6 +85,7 @@ class PodWorker:
         self.failure_message: str | None = None
         self._dirty = asyncio.Event()
         self._published: dict[str, Any] | None = None
+        self._transitions: dict[str, tuple[str, str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._main: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
@@ -114,8 +115,12 @@ class PodWorker:
         containers_ready = all(r.ready for r in self.runs)
 
         def condition(kind: str, value: bool, reason: str | None = None) -> dict[str, Any]:
-            item: dict[str, Any] = {'type': kind, 'status': 'True' if value else 'False',
-                                    'lastProbeTime': None, 'lastTransitionTime': now()}
+            text = 'True' if value else 'False'
+            previous = self._transitions.get(kind)
+            if previous is None or previous[0] != text:  # only a change moves the time
+                self._transitions[kind] = previous = (text, now())
+            item: dict[str, Any] = {'type': kind, 'status': text, 'lastProbeTime': None,
+                                    'lastTransitionTime': previous[1]}
             if reason and not value:
                 item['reason'] = reason
             return item
@@ -158,8 +163,6 @@ class PodWorker:
     async def publish(self) -> None:
         status = self.status()
         comparable = copy.deepcopy(status)
-        for item in comparable['conditions']:
-            item.pop('lastTransitionTime', None)
         if comparable == self._published:
             return
         try:
