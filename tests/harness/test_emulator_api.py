@@ -397,13 +397,19 @@ def test_pod_graceful_deletion_waits_for_kubelet(api: KubeEmulatorServer,
     assert api.get('v1', 'Pod', 'p', 'default') is None
 
 
-def test_fault_injection_through_kmock(api: KubeEmulatorServer, core: CoreV1Api) -> None:
+def test_fault_injection_and_request_log_through_kmock() -> None:
     import kmock
-    api.kmock['create', kmock.resource('v1/configmaps')] << 503
-    with pytest.raises(ApiException) as exc:
-        core.create_namespaced_config_map('default', {'metadata': {'name': 'a'}})
-    assert exc.value.status == 503
-    assert len(list(api.kmock['create', kmock.resource('v1/configmaps')])) >= 1
+    with KubeEmulatorServer(record_requests=True) as api, \
+            kubernetes.config.new_client_from_config(
+                config_file=str(api.kubeconfig_path)) as client:
+        core = CoreV1Api(client)
+        api.kmock['create', kmock.resource('v1/configmaps')] << 503
+        with pytest.raises(ApiException) as exc:
+            core.create_namespaced_config_map('default', {'metadata': {'name': 'a'}})
+        assert exc.value.status == 503
+        core.create_namespaced_secret('default', {'metadata': {'name': 's'}})
+        created = list(api.kmock['create'])
+        assert [request.resource.plural for request in created] == ['configmaps', 'secrets']
 
 
 def test_resource_quota_admission_and_usage(core: CoreV1Api, custom: CustomObjectsApi) -> None:

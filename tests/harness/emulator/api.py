@@ -88,7 +88,8 @@ class _Watch:
                 event.obj['metadata'].get('namespace') != self.namespace:
             return None
         new_ok = self.matches(event.obj)
-        old_ok = event.old is not None and self.matches(event.old)
+        # An unknown previous state (older than the history) is taken to match as now does.
+        old_ok = self.matches(event.old) if event.old is not None else new_ok
         kind: str | None
         if event.type == 'ADDED':
             kind = 'ADDED' if new_ok else None
@@ -106,7 +107,7 @@ class KubeEmulator:
     """The API server: a :class:`Store`, its controllers, and the HTTP surface."""
 
     def __init__(self, *, validators: list[Validator] | None = None,
-                 history_size: int = 50_000) -> None:
+                 history_size: int = 10_000) -> None:
         self.registry = Registry()
         self.store = Store(self.registry, history_size=history_size,
                            validators=validators or [])
@@ -292,8 +293,8 @@ class KubeEmulator:
                            f'({self.store.oldest_watchable_rv()})')
             initial.append({'type': 'ERROR', 'object': expired.status_body()})
         else:
-            for event in self.store.history:
-                if event.rv > int(since) and (translated := watch.translate(event)):
+            for event in self.store.replay(int(since)):
+                if (translated := watch.translate(event)):
                     initial.append(translated)
         expired_only = bool(initial) and initial[-1]['type'] == 'ERROR'
         if not expired_only:

@@ -44,7 +44,7 @@ class EmulatorHandler(kmock.RawHandler):
     """kmock's handler: user reactions first, then the emulator."""
 
     emulator: KubeEmulator
-    record_requests: bool = True
+    record_requests: bool = False  # kmock's request log costs ~10 kB a request
     internal_errors: list[str] = attrs.field(factory=list)
 
     @override
@@ -142,8 +142,8 @@ class KubeEmulatorServer:
         port: int = 0,
         workdir: str | pathlib.Path | None = None,
         validators: Iterable[Validator] = (),
-        record_requests: bool = True,
-        history_size: int = 50_000,
+        record_requests: bool = False,
+        history_size: int = 10_000,
     ) -> None:
         self.emulator = KubeEmulator(validators=list(validators), history_size=history_size)
         self.kmock = EmulatorHandler(emulator=self.emulator, record_requests=record_requests)

@@ -80,7 +80,7 @@ class WatchEvent:
 
 
 class Store:
-    def __init__(self, registry: Registry, *, history_size: int = 50_000,
+    def __init__(self, registry: Registry, *, history_size: int = 10_000,
                  validators: Iterable[Validator] = ()) -> None:
         self.registry = registry
         self.validators = list(validators)
@@ -107,6 +107,18 @@ class Store:
 
     def oldest_watchable_rv(self) -> int:
         return self.history[0].rv if len(self.history) == self.history.maxlen else 0
+
+    def replay(self, since: int) -> list[WatchEvent]:
+        """The recorded events after a resourceVersion, each with its previous state when
+        the history still has it (like the watch cache of a real server)."""
+        previous: dict[str, Obj] = {}
+        result: list[WatchEvent] = []
+        for event in self.history:
+            uid = event.obj['metadata']['uid']
+            if event.rv > since:
+                result.append(dataclasses.replace(event, old=previous.get(uid)))
+            previous[uid] = event.obj
+        return result
 
     def get(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
         obj = self._objects[rtype.group_plural].get((namespace or '', name))
@@ -162,7 +174,8 @@ class Store:
 
     def _emit(self, kind: str, rtype_gp: GroupPlural, obj: Obj, old: Obj | None) -> None:
         event = WatchEvent(kind, rtype_gp, obj, old, int(obj['metadata']['resourceVersion']))
-        self.history.append(event)
+        # The history keeps no previous states (memory); a resumed watch derives them.
+        self.history.append(dataclasses.replace(event, old=None))
         if rtype_gp == CRD_GROUP_PLURAL:
             self.registry.rebuild(self._objects[CRD_GROUP_PLURAL].values())
         for listener in list(self.listeners):
