@@ -30,6 +30,8 @@ def _api_client(kubeconfig: str | None) -> client.ApiClient:
             config.load_kube_config(  # type: ignore[no-untyped-call]
                 client_configuration=configuration
             )
+    # Reconciles run on kopf's worker threads; give each a pooled connection.
+    configuration.connection_pool_maxsize = 32
     return client.ApiClient(configuration)
 
 

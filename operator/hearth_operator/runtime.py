@@ -36,9 +36,17 @@ UNLOAD_RETRIES = 5
 ADAPTER_RETRY_DELAY = 5.0
 
 
-def build_registry(ctx: Context) -> kopf.OperatorRegistry:
+def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry:
+    """All handlers; ``login=False`` leaves logging in to the caller (the test harness)."""
     registry = kopf.OperatorRegistry()
     resync = ctx.settings.resync_seconds
+
+    if login:
+
+        @kopf.on.login(registry=registry)
+        def login_as_our_client(**_: Any) -> kopf.ConnectionInfo:
+            # kopf watches with the same credentials the reconcilers use.
+            return connection_info(ctx.kube.api.configuration)
 
     def resource(plural: str) -> dict[str, Any]:
         return {"group": GROUP, "version": VERSION, "plural": plural, "registry": registry}
@@ -142,6 +150,23 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         raise kopf.TemporaryError(message, delay=ADAPTER_RETRY_DELAY)
 
     return registry
+
+
+def connection_info(configuration: Any) -> kopf.ConnectionInfo:
+    """kopf's view of a kubernetes-client Configuration (token or client certificate)."""
+    header = configuration.get_api_key_with_prefix("BearerToken") or ""
+    scheme, _, token = header.partition(" ") if " " in header else ("Bearer", "", header)
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme if token else None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
 
 
 def run(

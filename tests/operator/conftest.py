@@ -53,7 +53,7 @@ class Cluster:
     @contextmanager
     def operator(self) -> Iterator[Context]:
         ctx = self.context()
-        with KopfOperator(self.api, build_registry(ctx)):
+        with KopfOperator(self.api, build_registry(ctx, login=False)):
             yield ctx
 
     def apply(self, manifest: str | Obj) -> list[Obj]:

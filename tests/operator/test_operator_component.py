@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import generate_latest
 
 from tests.harness.waiting import eventually
 
@@ -187,7 +188,7 @@ def test_invalid_specs_are_refused_by_the_api(cluster):
 
 
 def test_deployment_runs_replicas_and_replaces_lost_ones(cluster, kubelet):
-    with cluster.operator():
+    with cluster.operator() as ctx:
         cluster.apply(ACCOUNT)
         cluster.wait_state("Account", "acme", "READY", namespace=None)
         cluster.apply(BASE)

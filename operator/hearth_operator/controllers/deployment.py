@@ -23,10 +23,24 @@ def reconcile_deployment(ctx: Context, namespace: str, name: str) -> None:
             base = ctx.kube.get("Model", ref.name, ref.namespace)
         except ValueError:
             ref = None
-        account_pods = ctx.kube.list(
-            "Pod", namespace, labels={LABEL_ACCOUNT: namespace, LABEL_COMPONENT: "model-server"}
-        )
-        own = [p for p in account_pods if p["metadata"]["labels"].get(LABEL_DEPLOYMENT) == name]
+        account = ctx.kube.get("Account", namespace)
+        quota = ((account or {}).get("spec") or {}).get("quota") or {}
+        # The account's other pods and deployments matter only for quota checks; listing
+        # them on every reconcile would cost O(deployments^2) in a large account.
+        gpu_quota = bool(quota.get("gpus") is not None or quota.get("gpusPerAcceleratorType"))
+        if gpu_quota:
+            labels = {LABEL_ACCOUNT: namespace, LABEL_COMPONENT: "model-server"}
+            account_pods = ctx.kube.list("Pod", namespace, labels=labels)
+            own = [p for p in account_pods if p["metadata"]["labels"].get(LABEL_DEPLOYMENT) == name]
+            others = [p for p in account_pods if p not in own]
+        else:
+            own = ctx.kube.list("Pod", namespace, labels={LABEL_DEPLOYMENT: name})
+            others = []
+        siblings = []
+        if quota.get("deployments") is not None:
+            siblings = [
+                d for d in ctx.kube.list("Deployment", namespace) if d["metadata"]["name"] != name
+            ]
         plan = plan_deployment(
             DeploymentInputs(
                 deployment=deployment,
@@ -34,13 +48,9 @@ def reconcile_deployment(ctx: Context, namespace: str, name: str) -> None:
                 pods=own,
                 settings=ctx.settings,
                 now=ctx.clock(),
-                account=ctx.kube.get("Account", namespace),
-                siblings=[
-                    d
-                    for d in ctx.kube.list("Deployment", namespace)
-                    if d["metadata"]["name"] != name
-                ],
-                other_pods=[p for p in account_pods if p not in own],
+                account=account,
+                siblings=siblings,
+                other_pods=others,
             )
         )
         if plan.service is not None:
