@@ -349,3 +349,37 @@ def test_chat_n_choices_stream(client: TestClient) -> None:
         if e["choices"] and e["choices"][0]["finish_reason"]
     }  # type: ignore[index]
     assert finished == {0, 1}
+
+
+def test_reloading_a_name_with_other_weights_uses_the_new_weights(
+    client: TestClient, tiny_adapters: dict[str, Path]
+) -> None:
+    def load(name: str, which: str) -> None:
+        body = {"lora_name": name, "lora_path": str(tiny_adapters[which])}
+        assert client.post("/v1/load_lora_adapter", json=body).status_code == 200
+
+    def answer(model: str) -> str:
+        r = client.post("/v1/chat/completions", json=chat(model=model, ignore_eos=True))
+        return str(r.json()["choices"][0]["message"]["content"])
+
+    load("x", "alpha")
+    load("ref-beta", "beta")
+    first = answer("x")
+    client.post("/v1/unload_lora_adapter", json={"lora_name": "x"})
+    load("x", "beta")
+    assert answer("x") == answer("ref-beta") != first
+
+
+def test_engine_crash_turns_health_503_and_fails_requests(make_engine) -> None:
+    engine = make_engine()
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated kernel failure")
+
+    engine.runner.step = boom  # type: ignore[method-assign]
+    app = build_app(ServerSettings(model="/models/tiny", served_model_name=MODEL), engine=engine)
+    with TestClient(app) as c:
+        openai_error(c.post("/v1/chat/completions", json=chat()), 500)
+        assert c.get("/health").status_code == 503
+        openai_error(c.post("/v1/chat/completions", json=chat()), 503)
+        assert 'hearth:engine_alive{model_name="tiny"} 0.0' in c.get("/metrics").text

@@ -9,6 +9,7 @@ same adapter are contiguous and publishes the runs as segments; each module then
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import OrderedDict
@@ -33,6 +34,12 @@ class LoRAWeights:
     path: Path
     rank: int
     tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    # Unique per read from disk, so a re-loaded adapter never reuses a stale slot.
+    generation: int = field(default_factory=itertools.count().__next__)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.name, self.generation
 
     @property
     def nbytes(self) -> int:
@@ -238,13 +245,14 @@ class SlotTable:
     def __init__(self, n_slots: int, modules: dict[str, LoRALinear]) -> None:
         self.modules = modules
         self.n_slots = n_slots
-        self.slot_of: OrderedDict[str, int] = OrderedDict()  # LRU order, oldest first
+        # (name, generation) -> slot, in LRU order (oldest first)
+        self.slot_of: OrderedDict[tuple[str, int], int] = OrderedDict()
         self.pins = [0] * n_slots
         self.free = list(range(n_slots))
 
     def acquire(self, weights: LoRAWeights) -> int | None:
         """Pin a slot holding ``weights``; None when every slot is pinned."""
-        slot = self.slot_of.get(weights.name)
+        slot = self.slot_of.get(weights.key)
         if slot is None:
             slot = self._take_slot()
             if slot is None:
@@ -252,8 +260,8 @@ class SlotTable:
             for module, layer in self.modules.items():
                 ab = weights.tensors.get(module)
                 layer.set_slot(slot, *(ab if ab else (None, None)))
-            self.slot_of[weights.name] = slot
-        self.slot_of.move_to_end(weights.name)
+            self.slot_of[weights.key] = slot
+        self.slot_of.move_to_end(weights.key)
         self.pins[slot] += 1
         return slot
 
@@ -261,21 +269,21 @@ class SlotTable:
         self.pins[slot] -= 1
 
     def drop(self, name: str) -> None:
-        """Forget ``name``'s slot content once it is unpinned (after unload)."""
-        slot = self.slot_of.get(name)
-        if slot is not None and self.pins[slot] == 0:
-            del self.slot_of[name]
-            self.free.append(slot)
+        """Forget ``name``'s slot contents that are unpinned (after unload)."""
+        for key, slot in list(self.slot_of.items()):
+            if key[0] == name and self.pins[slot] == 0:
+                del self.slot_of[key]
+                self.free.append(slot)
 
     def _take_slot(self) -> int | None:
         if self.free:
             return self.free.pop()
-        for name, slot in self.slot_of.items():  # least recently used first
+        for key, slot in self.slot_of.items():  # least recently used first
             if self.pins[slot] == 0:
-                del self.slot_of[name]
+                del self.slot_of[key]
                 return slot
         return None
 
     @property
     def active(self) -> list[str]:
-        return list(self.slot_of)
+        return [name for name, _ in self.slot_of]
