@@ -53,7 +53,7 @@ class Metrics:
             "hearth_operator_reconcile_duration_seconds",
             "Time one reconcile took, by kind.",
             ["kind"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30),
             registry=self.registry,
         )
         self.adapter_loads = Counter(

@@ -39,6 +39,9 @@ ADAPTER_RETRY_DELAY = 5.0
 def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry:
     """All handlers; ``login=False`` leaves logging in to the caller (the test harness)."""
     registry = kopf.OperatorRegistry()
+    # Timers are a safety net for changes no watch event reports (a base model turning
+    # READY, a quota freed elsewhere); `idle` keeps them off objects that are changing
+    # anyway, so a burst of creations is not reconciled twice.
     resync = ctx.settings.resync_seconds
 
     if login:
@@ -71,7 +74,7 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     def account_changed(name: str, **_: Any) -> None:
         reconcile_account(ctx, name)
 
-    @kopf.timer(**resource("accounts"), interval=resync, initial_delay=resync)
+    @kopf.timer(**resource("accounts"), interval=resync, idle=resync)
     def account_usage(name: str, **_: Any) -> None:
         refresh_account_status(ctx, name)
 
@@ -89,7 +92,7 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     def model_changed(namespace: str | None, name: str, **_: Any) -> None:
         reconcile_model(ctx, str(namespace), name)
 
-    @kopf.timer(**resource("models"), interval=resync, initial_delay=resync / 2)
+    @kopf.timer(**resource("models"), interval=resync, idle=resync)
     def model_resync(namespace: str | None, name: str, **_: Any) -> None:
         reconcile_model(ctx, str(namespace), name)
 
@@ -100,7 +103,7 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     def deployment_changed(namespace: str | None, name: str, **_: Any) -> None:
         reconcile_deployment(ctx, str(namespace), name)
 
-    @kopf.timer(**resource("deployments"), interval=resync, initial_delay=resync / 2)
+    @kopf.timer(**resource("deployments"), interval=resync, idle=resync)
     def deployment_resync(namespace: str | None, name: str, **_: Any) -> None:
         reconcile_deployment(ctx, str(namespace), name)
 
@@ -126,7 +129,7 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
         except AdapterLoadFailed as error:
             raise kopf.TemporaryError(str(error), delay=ADAPTER_RETRY_DELAY) from error
 
-    @kopf.timer(**resource("deployedmodels"), interval=resync, initial_delay=resync / 2)
+    @kopf.timer(**resource("deployedmodels"), interval=resync, idle=resync)
     def deployed_model_resync(namespace: str | None, name: str, **_: Any) -> None:
         try:
             reconcile_deployed_model(ctx, str(namespace), name)
