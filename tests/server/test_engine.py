@@ -126,7 +126,7 @@ def test_queue_bound_raises_overloaded(make_engine, tiny_dir: Path) -> None:
         for _ in range(10):
             seqs.append(submit(engine, prompt, slow)[0])
     for s in seqs:
-        engine.abort(s.id)
+        engine.abort(s)
 
 
 def test_abort_frees_the_slot(make_engine, tiny_dir: Path) -> None:
@@ -136,7 +136,7 @@ def test_abort_frees_the_slot(make_engine, tiny_dir: Path) -> None:
     seq, col = submit(engine, _ids(tok, "Hello"), long)
     while not col.outputs:
         time.sleep(0.01)
-    engine.abort(seq.id)
+    engine.abort(seq)
     assert col.done.wait(10)
     assert col.final.finish_reason == "abort"
     after = generate(engine, [_ids(tok, "Hello")], GREEDY)[0]

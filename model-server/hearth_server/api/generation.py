@@ -80,7 +80,7 @@ class Generation:
                 self.engine.submit(seq)
             except (EngineOverloaded, EngineDead) as exc:
                 for done in self.seqs[:i]:
-                    self.engine.abort(done.id)
+                    self.engine.abort(done)
                 return error(503, str(exc))
         return None
 
@@ -99,7 +99,7 @@ class Generation:
 
     def abort(self) -> None:
         for i in list(self._open):
-            self.engine.abort(self.seqs[i].id)
+            self.engine.abort(self.seqs[i])
         self._open.clear()
 
     async def collect(self, raw: Request | None) -> list[list[StepOutput]]:

@@ -67,6 +67,7 @@ class Sequence:
     adapter: str | None = None
     id: int = field(default_factory=itertools.count().__next__)
     arrival: float = field(default_factory=time.monotonic)
+    cancelled: bool = False  # aborted while still queued
     # engine-thread state
     slot: int = -1
     lora_slot: int = -1
@@ -104,7 +105,7 @@ class Engine:
         self.eos_ids = _eos_ids(model, tokenizer)
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._pending = 0  # submitted, not yet admitted (bounded by max_waiting)
+        self._queued: set[int] = set()  # submitted, not admitted (bounded by max_waiting)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # running[i].slot == i
         self.reserved = 0
@@ -130,15 +131,21 @@ class Engine:
         if not self.alive:
             raise EngineDead(f"engine is not running: {self.error!r}")
         with self._lock:
-            if self._pending >= self.config.max_waiting:
+            if len(self._queued) >= self.config.max_waiting:
                 raise EngineOverloaded(
-                    f"server overloaded: {self._pending} requests already waiting"
+                    f"server overloaded: {len(self._queued)} requests already waiting"
                 )
-            self._pending += 1
+            self._queued.add(seq.id)
         self._inbox.put(("add", seq))
 
-    def abort(self, seq_id: int) -> None:
-        self._inbox.put(("abort", seq_id))
+    def abort(self, seq: Sequence) -> None:
+        """Cancel ``seq``. A queued one gives its queue place back at once, so a
+        client retrying right after an overload is not refused by a ghost."""
+        with self._lock:
+            if seq.id in self._queued:
+                self._queued.discard(seq.id)
+                seq.cancelled = True
+        self._inbox.put(("abort", seq.id))
 
     def release_adapter(self, name: str) -> None:
         """Free ``name``'s active slot once no running request uses it."""
@@ -152,7 +159,7 @@ class Engine:
     @property
     def num_waiting(self) -> int:
         with self._lock:
-            return self._pending
+            return len(self._queued)
 
     @property
     def kv_usage(self) -> float:
@@ -197,9 +204,7 @@ class Engine:
     def _abort(self, seq_id: int) -> None:
         for seq in self.waiting:
             if seq.id == seq_id:
-                self.waiting.remove(seq)
-                with self._lock:
-                    self._pending -= 1
+                self._dequeue(seq)
                 return
         for seq in self.running:
             if seq.id == seq_id:
@@ -209,6 +214,9 @@ class Engine:
     def _admit(self) -> None:
         cfg = self.config
         for seq in list(self.waiting):
+            if seq.cancelled:
+                self._dequeue(seq)
+                continue
             if len(self.running) >= cfg.max_num_seqs:
                 return
             if self.reserved + seq.reserve > cfg.kv_cache_tokens:
@@ -235,7 +243,7 @@ class Engine:
     def _dequeue(self, seq: Sequence) -> None:
         self.waiting.remove(seq)
         with self._lock:
-            self._pending -= 1
+            self._queued.discard(seq.id)
 
     def _start(self, seq: Sequence) -> None:
         p = seq.params
