@@ -120,8 +120,12 @@ class KubeEmulator:
 
     # ----- lifecycle (on the server loop) ---------------------------------------------------
 
-    async def run_controllers(self) -> None:
-        """The garbage collector / namespace / CRD cleanup loop, woken by every write."""
+    async def run_controllers(self, quota_batch_seconds: float = 0.05) -> None:
+        """The garbage collector / namespace / CRD cleanup loop, woken by every write.
+
+        Quota usage is recomputed after a short pause, so that a burst of writes in a
+        namespace costs one status update (the real controller batches too).
+        """
         self._gc_wakeup = asyncio.Event()
         while True:
             await self._gc_wakeup.wait()
@@ -131,8 +135,10 @@ class KubeEmulator:
             changed = True
             while changed:
                 changed = self.gc.sweep()
-                changed |= self.quotas.sweep()
                 await asyncio.sleep(0)
+            if self.quotas.pending():
+                await asyncio.sleep(quota_batch_seconds)
+                self.quotas.sweep()
 
     def close_watches(self) -> None:
         for watch in list(self._watches):

@@ -73,37 +73,60 @@ def _pod_amount(pod: dict[str, Any], key: str) -> Fraction:
     return total
 
 
-def _counts_for(key: str, rtype: ResourceType) -> bool:
-    if key in _CORE_COUNTS and rtype.group == '':
-        return key == rtype.plural
+def _count_target(key: str) -> tuple[str, str] | None:
+    """The (group, plural) a count key counts: `pods`, `count/deployments.hearth.dev`..."""
+    if key in _CORE_COUNTS:
+        return ('', key)
     if key.startswith('count/'):
-        target = key[len('count/'):]
-        return target == (f'{rtype.plural}.{rtype.group}' if rtype.group else rtype.plural)
-    return False
+        plural, _, group = key[len('count/'):].partition('.')
+        return (group, plural)
+    return None
+
+
+def _is_compute(key: str) -> bool:
+    return key.startswith(('requests.', 'limits.')) or key in _COMPUTE
+
+
+def _terminal(pod: dict[str, Any]) -> bool:
+    return pod.get('status', {}).get('phase') in ('Succeeded', 'Failed')
 
 
 def usage_of(key: str, rtype: ResourceType, obj: dict[str, Any]) -> Fraction:
     """How much one object uses of a quota key (0 if the key does not concern it)."""
     is_pod = rtype.group_plural == POD_GROUP_PLURAL
-    if is_pod and obj.get('status', {}).get('phase') in ('Succeeded', 'Failed'):
+    if is_pod and _terminal(obj):
         return Fraction(0)
-    if _counts_for(key, rtype):
+    if _count_target(key) == rtype.group_plural:
         return Fraction(1)
-    if is_pod and (key.startswith(('requests.', 'limits.')) or key in _COMPUTE):
+    if is_pod and _is_compute(key):
         return _pod_amount(obj, key)
     return Fraction(0)
 
 
-def check_admission(rtype: ResourceType, obj: dict[str, Any],
-                    quotas: list[dict[str, Any]],
-                    namespace_objects: list[tuple[ResourceType, dict[str, Any]]]) -> None:
+def namespace_usage(store: Store, namespace: str, key: str) -> Fraction:
+    """What a namespace uses of a key: object counts from the store's index, compute
+    resources summed over the namespace's pods that are not terminal."""
+    target = _count_target(key)
+    if target is not None and target != POD_GROUP_PLURAL:
+        return Fraction(store.count_in(namespace, target))
+    if target is None and not _is_compute(key):
+        return Fraction(0)
+    pods = [pod for pod in store.objects_in(namespace, POD_GROUP_PLURAL) if not _terminal(pod)]
+    if target == POD_GROUP_PLURAL:
+        return Fraction(len(pods))
+    return sum((_pod_amount(pod, key) for pod in pods), Fraction(0))
+
+
+def check_admission(store: Store, rtype: ResourceType, obj: dict[str, Any],
+                    quotas: list[dict[str, Any]]) -> None:
     """Raise 403 if creating ``obj`` would exceed any quota of its namespace."""
+    namespace = obj['metadata']['namespace']
     for quota in quotas:
         for key, hard in (quota.get('spec', {}).get('hard') or {}).items():
             requested = usage_of(key, rtype, obj)
             if not requested:
                 continue
-            used = sum((usage_of(key, t, o) for t, o in namespace_objects), Fraction(0))
+            used = namespace_usage(store, namespace, key)
             limit = parse_quantity(hard)
             if used + requested > limit:
                 name = obj['metadata']['name']
@@ -114,12 +137,9 @@ def check_admission(rtype: ResourceType, obj: dict[str, Any],
                     name=name, kind=rtype.plural)
 
 
-def quota_status(quota: dict[str, Any],
-                 namespace_objects: list[tuple[ResourceType, dict[str, Any]]]) -> dict[str, Any]:
+def quota_status(store: Store, namespace: str, quota: dict[str, Any]) -> dict[str, Any]:
     hard = dict(quota.get('spec', {}).get('hard') or {})
-    used = {key: format_quantity(sum((usage_of(key, t, o) for t, o in namespace_objects),
-                                     Fraction(0)))
-            for key in hard}
+    used = {key: format_quantity(namespace_usage(store, namespace, key)) for key in hard}
     return {'hard': hard, 'used': used}
 
 
@@ -136,18 +156,19 @@ class QuotaController:
         if namespace:
             self.dirty.add(namespace)
 
+    def pending(self) -> bool:
+        """Whether a changed namespace has quotas to update (others are forgotten)."""
+        self.dirty = {ns for ns in self.dirty if self.store.count_in(ns, QUOTA_GROUP_PLURAL)}
+        return bool(self.dirty)
+
     def sweep(self) -> bool:
         changed = False
         rtype = self.store.registry.any_version(*QUOTA_GROUP_PLURAL)
         assert rtype is not None
         while self.dirty:
             namespace = self.dirty.pop()
-            quotas = self.store.list(rtype, namespace)
-            if not quotas:
-                continue
-            objects = self.store.typed_objects_in(namespace)
-            for quota in quotas:
-                status = quota_status(quota, objects)
+            for quota in self.store.objects_in(namespace, QUOTA_GROUP_PLURAL):
+                status = quota_status(self.store, namespace, quota)
                 if quota.get('status') != status:
                     # Stored objects are immutable snapshots: write a deep copy.
                     self.store.commit(rtype, quota, {**copy.deepcopy(quota), 'status': status})

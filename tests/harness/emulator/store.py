@@ -90,6 +90,8 @@ class Store:
             collections.defaultdict(set)
         self._by_namespace: dict[str, set[tuple[GroupPlural, str]]] = \
             collections.defaultdict(set)
+        self._by_kind_in_namespace: dict[tuple[str, GroupPlural], set[str]] = \
+            collections.defaultdict(set)
         self._rv = 0
         self.history: collections.deque[WatchEvent] = collections.deque(maxlen=history_size)
         self.listeners: list[Callable[[WatchEvent], None]] = []
@@ -150,13 +152,12 @@ class Store:
         return [(gp, self._objects[gp][(namespace, name)])
                 for gp, name in sorted(self._by_namespace.get(namespace, ()))]
 
-    def typed_objects_in(self, namespace: str) -> list[tuple[ResourceType, Obj]]:
-        result = []
-        for gp, obj in self.namespaced_in(namespace):
-            rtype = self.registry.any_version(*gp)
-            if rtype is not None:
-                result.append((rtype, obj))
-        return result
+    def objects_in(self, namespace: str, group_plural: GroupPlural) -> list[Obj]:
+        names = sorted(self._by_kind_in_namespace.get((namespace, group_plural), ()))
+        return [self._objects[group_plural][(namespace, name)] for name in names]
+
+    def count_in(self, namespace: str, group_plural: GroupPlural) -> int:
+        return len(self._by_kind_in_namespace.get((namespace, group_plural), ()))
 
     def list(self, rtype: ResourceType, namespace: str | None, *,
              label_selector: str | None = None, field_selector: str | None = None) -> list[Obj]:
@@ -187,12 +188,14 @@ class Store:
         if obj is not None:
             if key[0]:
                 self._by_namespace[key[0]].add((gp, key[1]))
+                self._by_kind_in_namespace[(key[0], gp)].add(key[1])
             self._by_uid[obj['metadata']['uid']] = (gp, key)
             for ref in obj['metadata'].get('ownerReferences') or []:
                 self._dependents[ref.get('uid', '')].add((gp, key))
         elif old is not None:
             self._by_uid.pop(old['metadata']['uid'], None)
             self._by_namespace[key[0]].discard((gp, key[1]))
+            self._by_kind_in_namespace[(key[0], gp)].discard(key[1])
 
     def _check_namespace(self, rtype: ResourceType, namespace: str | None) -> str:
         if not rtype.namespaced:
@@ -277,10 +280,9 @@ class Store:
         obj = self._prepare(rtype, obj, None)
         kinds.validate_create(rtype, obj)
         if namespace:
-            quota_type = self.registry.any_version(*quota.QUOTA_GROUP_PLURAL)
-            quotas = self.list(quota_type, namespace) if quota_type else []
+            quotas = self.objects_in(namespace, quota.QUOTA_GROUP_PLURAL)
             if quotas:
-                quota.check_admission(rtype, obj, quotas, self.typed_objects_in(namespace))
+                quota.check_admission(self, rtype, obj, quotas)
         meta = obj['metadata']
         meta['uid'] = str(uuid.uuid4())
         meta['creationTimestamp'] = now_rfc3339()
