@@ -98,6 +98,22 @@ class Kube:
             raise ApiException.from_response(http_resp=response, body=text, data=None)
         return json.loads(data) if data else {}
 
+    def read_log(self, pod: str, namespace: str, *, tail_lines: int = 200) -> str | None:
+        """The pod's (first container's) log, or None when it has none (yet)."""
+        path = f"{KINDS['Pod'].base_path(namespace)}/{pod}/log"
+        _, url, headers, _, _ = self.api.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=[("tailLines", tail_lines)],
+            header_params={"Accept": "text/plain"},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api("GET", url, header_params=headers)
+        data = response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status < 300:
+            return None
+        return data.decode("utf-8", "replace") if data else ""
+
     def get(self, kind: str, name: str, namespace: str | None = None) -> Obj | None:
         info = KINDS[kind]
         try:

@@ -45,7 +45,8 @@ def operator_rules() -> list[dict[str, Any]]:
         # Hearth resources: read, annotate/finalize (kopf), status; base DeployedModels.
         _rule(GROUP, HEARTH_KINDS, [*READ, "patch", "update"]),
         _rule(GROUP, [f"{k}/status" for k in HEARTH_KINDS], ["get", "patch", "update"]),
-        _rule(GROUP, ["deployedmodels"], ["create"]),
+        # Base DeployedModels of new Deployments; the output Models of fine-tuning jobs.
+        _rule(GROUP, ["deployedmodels", "models"], ["create"]),
         # Children of Accounts, Users and Deployments.
         _rule("", ["namespaces"], [*READ, "create", "patch"]),
         _rule(
@@ -54,6 +55,10 @@ def operator_rules() -> list[dict[str, Any]]:
             OWN,
         ),
         _rule("", ["events"], ["create", "patch"]),
+        # Dataset validation and training run as Jobs; their pods' logs carry the results.
+        _rule("batch", ["jobs"], OWN),
+        _rule("", ["pods/log"], ["get"]),
+        _rule("", ["configmaps"], READ),
         _rule("networking.k8s.io", ["networkpolicies"], OWN),
         _rule("rbac.authorization.k8s.io", ["rolebindings"], OWN),
         # Binding a role needs `bind` on it (or holding all its permissions).

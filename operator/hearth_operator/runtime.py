@@ -20,6 +20,7 @@ from hearth.api import GROUP, VERSION
 from .constants import DOMAIN, FINALIZER_ADAPTERS, LABEL_DEPLOYMENT
 from .context import Context, log
 from .controllers.account import reconcile_account, refresh_account_status
+from .controllers.dataset import reconcile_dataset
 from .controllers.deployed_model import (
     AdapterLoadFailed,
     deployed_models_on,
@@ -27,8 +28,11 @@ from .controllers.deployed_model import (
     unload_deployed_model,
 )
 from .controllers.deployment import reconcile_deployment
+from .controllers.finetuning_job import reconcile_finetuning_job
 from .controllers.model import reconcile_model
 from .controllers.user import reconcile_user
+from .planning.dataset import LABEL_DATASET
+from .planning.finetuning_job import LABEL_FINE_TUNING_JOB
 
 #: After this many failed unload attempts the DeployedModel is released anyway (with a
 #: Warning event), so one unreachable replica cannot wedge a namespace's deletion.
@@ -135,6 +139,41 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
             reconcile_deployed_model(ctx, str(namespace), name)
         except AdapterLoadFailed as error:
             log.warning("deployed model %s/%s: %s", namespace, name, error)
+
+    # Dataset (the spec is immutable: validated once)
+    @kopf.on.resume(**resource("datasets"))
+    @kopf.on.create(**resource("datasets"))
+    def dataset_created(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile_dataset(ctx, str(namespace), name)
+
+    @kopf.timer(**resource("datasets"), interval=resync, idle=resync)
+    def dataset_resync(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile_dataset(ctx, str(namespace), name)
+
+    # FineTuningJob
+    @kopf.on.resume(**resource("finetuningjobs"))
+    @kopf.on.create(**resource("finetuningjobs"))
+    @kopf.on.update(**resource("finetuningjobs"))
+    def finetuning_job_changed(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile_finetuning_job(ctx, str(namespace), name)
+
+    @kopf.timer(**resource("finetuningjobs"), interval=resync, idle=resync)
+    def finetuning_job_resync(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile_finetuning_job(ctx, str(namespace), name)
+
+    # Validation and training Jobs report back through their status.
+    @kopf.on.event("batch", "v1", "jobs", labels={LABEL_DATASET: kopf.PRESENT}, registry=registry)
+    def validation_job_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        reconcile_dataset(ctx, str(namespace), labels[LABEL_DATASET])
+
+    @kopf.on.event(
+        "", "v1", "pods", labels={LABEL_FINE_TUNING_JOB: kopf.PRESENT}, registry=registry
+    )
+    @kopf.on.event(
+        "batch", "v1", "jobs", labels={LABEL_FINE_TUNING_JOB: kopf.PRESENT}, registry=registry
+    )
+    def training_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        reconcile_finetuning_job(ctx, str(namespace), labels[LABEL_FINE_TUNING_JOB])
 
     @kopf.on.delete(**resource("deployedmodels"))
     def deployed_model_deleted(body: kopf.Body, retry: int, **_: Any) -> None:

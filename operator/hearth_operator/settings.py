@@ -86,6 +86,14 @@ class Settings:
     adapter_load_timeout: float = 120.0
     #: Extra env for every server container (e.g. HF_HOME).
     server_env: dict[str, str] = field(default_factory=dict)
+    #: Image and command of the trainer (fine-tuning and dataset validation pods).
+    trainer_image: str = "ghcr.io/hearth-dev/hearth-trainer:0.1.0"
+    trainer_command: tuple[str, ...] = ("hearth-trainer",)
+    trainer_env: dict[str, str] = field(default_factory=dict)
+    #: Where ConfigMap datasets are mounted in training pods.
+    dataset_mount_root: str = "/mnt/datasets"
+    #: Restarts of a training pod before the job is FAILED (it resumes from a checkpoint).
+    trainer_backoff_limit: int = 2
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -107,6 +115,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     simple = {
         "NAMESPACE": "namespace",
         "SERVER_IMAGE": "server_image",
+        "TRAINER_IMAGE": "trainer_image",
         "PVC_MOUNT_ROOT": "pvc_mount_root",
         "PLATFORM_ACCOUNT": "platform_account",
         "MODEL_CACHE_CLAIM": "model_cache_claim",
@@ -116,8 +125,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             values[key] = env[_ENV_PREFIX + suffix]
     if env.get(f"{_ENV_PREFIX}WATCH_NAMESPACES"):
         values["watch_namespaces"] = env[f"{_ENV_PREFIX}WATCH_NAMESPACES"].split(",")
-    if env.get(f"{_ENV_PREFIX}SERVER_COMMAND"):
-        values["server_command"] = json.loads(env[f"{_ENV_PREFIX}SERVER_COMMAND"])
+    for name in ("SERVER_COMMAND", "TRAINER_COMMAND"):
+        if env.get(_ENV_PREFIX + name):
+            values[name.lower()] = json.loads(env[_ENV_PREFIX + name])
     return settings_from_mapping(values)
 
 
@@ -128,7 +138,7 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
     if unknown:
         raise ValueError(f"unknown operator settings: {', '.join(unknown)}")
     converted = dict(values)
-    for key in ("watch_namespaces", "server_command", "artifact_access_modes"):
+    for key in ("watch_namespaces", "server_command", "trainer_command", "artifact_access_modes"):
         if key in converted:
             converted[key] = tuple(converted[key])
     if "accelerators" in converted:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 from kubernetes.client.exceptions import ApiException
-from prometheus_client import generate_latest
 
 from tests.harness.waiting import eventually
 

@@ -20,7 +20,6 @@ from hearth.api.account import AccountSpec
 
 from ..conditions import Cond, set_conditions
 from ..constants import (
-    ACCOUNT_ARTIFACT_CLAIM,
     LABEL_ACCOUNT,
     LABEL_COMPONENT,
     LABEL_DEPLOYMENT,
@@ -44,6 +43,7 @@ from .common import (
     pod_scheduled,
     resolve_ref,
 )
+from .workloads import accelerator_placement, pvc_volumes
 
 
 @dataclass(frozen=True)
@@ -123,16 +123,9 @@ def render_pod_template(
         ]
     if spec.max_context_length:
         args += ["--max-model-len", str(spec.max_context_length)]
-    placement = settings.accelerators.get(spec.accelerator_type.value)
-    count = accelerators_per_replica(spec)
-    resources: dict[str, Any]
-    if placement is None or placement.resource is None or count == 0:
-        resources = {"requests": dict(settings.cpu_requests)}
-    else:
-        resources = {
-            "requests": {placement.resource: str(count)},
-            "limits": {placement.resource: str(count)},
-        }
+    resources, placement_fields = accelerator_placement(
+        spec.accelerator_type.value, accelerators_per_replica(spec), settings
+    )
     env = [
         # hearth-server listens on POD_IP when it is set (a real cluster gives every pod
         # its own IP; the test harness gives each one a loopback address).
@@ -142,36 +135,14 @@ def render_pod_template(
         *({"name": k, "value": v} for k, v in sorted(settings.server_env.items())),
     ]
     probe_get = {"path": "/health", "port": settings.server_port}
-    volumes: list[Obj] = [
+    volumes, mounts = pvc_volumes([source], settings, read_only=True)
+    volumes.insert(
+        0,
         {"name": "model-cache", "persistentVolumeClaim": {"claimName": settings.model_cache_claim}}
         if settings.model_cache_claim
         else {"name": "model-cache", "emptyDir": {}},
-        {
-            "name": "artifacts",
-            "persistentVolumeClaim": {"claimName": ACCOUNT_ARTIFACT_CLAIM, "readOnly": True},
-        },
-    ]
-    mounts = [
-        {"name": "model-cache", "mountPath": settings.model_cache_path},
-        {
-            "name": "artifacts",
-            "mountPath": f"{settings.pvc_mount_root}/{ACCOUNT_ARTIFACT_CLAIM}",
-            "readOnly": True,
-        },
-    ]
-    if source.startswith("pvc://"):
-        claim = source[len("pvc://") :].split("/", 1)[0]
-        if claim != ACCOUNT_ARTIFACT_CLAIM:
-            volumes.append(
-                {"name": "weights", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
-            )
-            mounts.append(
-                {
-                    "name": "weights",
-                    "mountPath": f"{settings.pvc_mount_root}/{claim}",
-                    "readOnly": True,
-                }
-            )
+    )
+    mounts.insert(0, {"name": "model-cache", "mountPath": settings.model_cache_path})
     pod_spec: Obj = {
         "containers": [
             {
@@ -196,10 +167,7 @@ def render_pod_template(
         "restartPolicy": "Always",
         "terminationGracePeriodSeconds": 30,
     }
-    if placement is not None and placement.node_selector:
-        pod_spec["nodeSelector"] = dict(placement.node_selector)
-    if placement is not None and placement.tolerations and count:
-        pod_spec["tolerations"] = [dict(t) for t in placement.tolerations]
+    pod_spec.update(placement_fields)
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -144,6 +144,7 @@ def model_status(
             now=now,
         ),
     }
-    if previous.get("fineTuningJob"):
-        status["fineTuningJob"] = previous["fineTuningJob"]
+    job = (metadata.get("labels") or {}).get("hearth.dev/fine-tuning-job")
+    if job:  # the back-reference of a Model a FineTuningJob produced
+        status["fineTuningJob"] = f"accounts/{metadata['namespace']}/supervisedFineTuningJobs/{job}"
     return status
