@@ -254,3 +254,19 @@ def test_image_entrypoints_come_from_image_commands(api: KubeEmulatorServer, cor
                 statuses[0].state.waiting else None
 
         eventually(lambda: waiting_reason() == 'CreateContainerError')
+
+
+def test_stopping_the_kubelet_kills_everything(api: KubeEmulatorServer, core: CoreV1Api,
+                                               tmp_path: Any) -> None:
+    script = ('import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); '
+              'time.sleep(120)')
+    with ProcessKubelet(api, log_dir=tmp_path):
+        spec = pod('immortal', [sys.executable, '-c', script])
+        spec['spec']['terminationGracePeriodSeconds'] = 60
+        core.create_namespaced_pod('default', spec)
+        running = eventually(lambda: ready(core, 'immortal'), timeout=20)
+        pid = int(running.status.container_statuses[0].container_id.removeprefix('process://'))
+        core.delete_namespaced_pod('immortal', 'default')  # a 60 s grace period starts
+    assert not alive(pid)
+    # Like a node that went away: the pod object stays, still terminating.
+    assert api.get('v1', 'Pod', 'immortal', 'default')['metadata']['deletionTimestamp']

@@ -87,6 +87,7 @@ class ProcessKubelet:
         self._ready = threading.Event()
         self.error: BaseException | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._started: list[PodWorker] = []  # every worker, to kill all at stop
 
     @property
     def client(self) -> KubeClient:
@@ -182,9 +183,14 @@ class ProcessKubelet:
                         await task
                 # Stopping the kubelet kills what it started; the API objects stay (as when a
                 # node dies), so that a test can still read their last reported status.
+                # Pods still in their grace period are not waited for: every process this
+                # kubelet started is stopped now (SIGTERM, SIGKILL after a second).
+                everyone = list(self._started)
+                for task in list(self._background):
+                    task.cancel()
                 await asyncio.gather(*self._background, return_exceptions=True)
                 await asyncio.gather(*(worker.terminate(1.0, report=False)
-                                       for worker in self.workers.values()))
+                                       for worker in everyone))
                 self.workers.clear()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -260,6 +266,7 @@ class ProcessKubelet:
             return
         worker = PodWorker(self, pod, self.allocate_ip())
         self.workers[uid] = worker
+        self._started.append(worker)
         if self.fake_ready:
             await self._report_fake_ready(worker)
         else:
@@ -301,6 +308,10 @@ class ProcessKubelet:
         finally:
             if self.workers.pop(worker.uid, None) is not None:
                 self._free_ips.append(worker.pod_ip)
+            if not any(run.process is not None and run.process.returncode is None
+                       for run in worker.runs + worker.init_runs):
+                with contextlib.suppress(ValueError):
+                    self._started.remove(worker)
 
     async def _delete(self, pod: dict[str, Any]) -> None:
         """What a kubelet does once containers are gone: delete with grace 0 (and the uid as a

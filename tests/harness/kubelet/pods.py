@@ -372,6 +372,8 @@ class PodWorker:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        # A container being started while the first pass ran is caught by a second one.
+        await asyncio.gather(*(self._kill(run, 'pod is terminating') for run in runs))
         for run in self.runs:
             run.ready = False
             run.finished = True
