@@ -586,3 +586,17 @@ def test_dump_shows_every_object(api: KubeEmulatorServer) -> None:
     api.create({'apiVersion': 'v1', 'kind': 'ConfigMap',
                 'metadata': {'name': 'visible', 'namespace': 'default'}})
     assert 'name: visible' in api.dump() and 'kind: CustomResourceDefinition' in api.dump()
+
+
+def test_apply_keeps_what_controllers_added(api: KubeEmulatorServer,
+                                            custom: CustomObjectsApi) -> None:
+    manifest = widget('w', color='red')
+    manifest['metadata']['namespace'] = 'default'
+    api.apply(manifest)
+    custom.patch_namespaced_custom_object(GROUP, VERSION, 'default', PLURAL, 'w', {'metadata': {
+        'finalizers': ['example.dev/keep'], 'annotations': {'controller/state': 'x'}}})
+    manifest['spec']['color'] = 'green'
+    applied = api.apply(manifest)
+    assert applied['spec']['color'] == 'green' and applied['metadata']['generation'] == 2
+    assert applied['metadata']['finalizers'] == ['example.dev/keep']
+    assert applied['metadata']['annotations'] == {'controller/state': 'x'}

@@ -32,6 +32,7 @@ from typing_extensions import override
 
 from tests.harness.emulator.api import KubeEmulator, parse_route
 from tests.harness.emulator.errors import ApiError
+from tests.harness.emulator.patching import MERGE_PATCH
 from tests.harness.emulator.resources import ResourceType
 from tests.harness.emulator.store import Obj, Validator
 
@@ -291,7 +292,12 @@ class KubeEmulatorServer:
         return self.call(lambda: self.emulator.store.create(rtype, namespace, obj))
 
     def apply(self, obj: Obj) -> Obj:
-        """Create, or replace keeping the server-side metadata (like `kubectl apply`, roughly)."""
+        """Create the object, or merge-patch the manifest's fields into the existing one.
+
+        Like `kubectl apply` for the fields a manifest sets: what controllers added (kopf's
+        finalizers and annotations, status) is kept. Unlike it, a field removed from the
+        manifest is not removed from the object (there is no last-applied record).
+        """
         rtype = self._rtype(obj['apiVersion'], obj['kind'])
         meta = obj.get('metadata', {})
         namespace = meta.get('namespace') or ('default' if rtype.namespaced else None)
@@ -301,10 +307,7 @@ class KubeEmulatorServer:
             existing = store.find(rtype.group_plural, namespace, meta['name'])
             if existing is None:
                 return store.create(rtype, namespace, obj)
-            body = json.loads(json.dumps(obj))
-            body.setdefault('metadata', {})['resourceVersion'] = \
-                existing['metadata']['resourceVersion']
-            return store.replace(rtype, namespace, meta['name'], body)
+            return store.patch(rtype, namespace, meta['name'], obj, MERGE_PATCH)
 
         return self.call(run)
 
