@@ -48,7 +48,9 @@ def model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(
+    model_dir: Path, adapters: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -68,6 +70,8 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "2",
         "--max-model-len",
         "2048",
+        "--lora",
+        f"tuned-a=file://{adapters['tuned-a']}",
     ]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -119,6 +123,13 @@ def adapters(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
         "tuned-a": make_adapter(model_dir, root / "a", seed=11, rank=8, scale=1.6),
         "tuned-b": make_adapter(model_dir, root / "b", seed=12, rank=16, scale=1.4),
     }
+
+
+def test_startup_lora_is_served(oai, adapters) -> None:
+    cards = {m.id: m for m in oai.models.list().data}
+    assert cards[MODEL].model_extra["parent"] is None
+    assert cards["tuned-a"].model_extra["parent"] == MODEL
+    assert cards["tuned-a"].model_extra["root"] == f"file://{adapters['tuned-a']}"
 
 
 def _answer(oai, messages=QUESTION, model=MODEL, **kw) -> object:
@@ -219,8 +230,7 @@ def test_mixed_lora_batch_matches_each_request_alone(oai, server, adapters) -> N
     the first differing step are within NEAR_TIE of each other (fp32 CPU matmuls are not
     bitwise batch-invariant, so exact ties can flip). Such cases are printed.
     """
-    for name in ("tuned-a", "tuned-b"):
-        assert _load(server, name, adapters[name]).status_code == 200
+    assert _load(server, "tuned-b", adapters["tuned-b"]).status_code == 200
     prompts = [
         "Write a haiku about the sea.",
         "What is 2 + 2?",

@@ -45,6 +45,7 @@ def build_app(settings: ServerSettings, engine: Engine | None = None) -> FastAPI
     state = ServerState(settings=settings, metrics=Metrics(settings.model_name))
     if engine is not None:
         _attach_engine(state, engine)
+        state.started = True
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -100,6 +101,7 @@ async def _load_in_background(state: ServerState) -> None:
     state.model_root = root
     _attach_engine(state, engine)
     await _load_startup_loras(state)
+    state.started = True  # only now does /health say 200
 
 
 async def _load_startup_loras(state: ServerState) -> None:

@@ -13,5 +13,12 @@ async def health(request: Request) -> Response:
     state = request.app.state.hearth
     if state.ready:
         return Response(status_code=200)
-    reason = state.startup_error or ("engine died" if state.engine else "model is loading")
+    if state.startup_error:
+        reason = state.startup_error
+    elif state.engine is None:
+        reason = "model is loading"
+    elif not state.started:
+        reason = "loading startup adapters"
+    else:
+        reason = "engine died"
     return JSONResponse({"error": {"message": reason, "code": 503}}, status_code=503)

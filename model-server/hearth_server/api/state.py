@@ -19,13 +19,14 @@ class ServerState:
     engine: Engine | None = None
     model_root: str = ""
     startup_error: str | None = None
+    started: bool = False  # model and startup adapters loaded
     adapter_locks: defaultdict[str, asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
 
     @property
     def ready(self) -> bool:
-        return self.engine is not None and self.engine.alive
+        return self.started and self.engine is not None and self.engine.alive
 
     @property
     def tokenizer(self) -> Any:
