@@ -73,8 +73,7 @@ class ProcessKubelet:
         self.fake_ready = fake_ready
         self.run_jobs = run_jobs
         self.host_ip = '127.0.0.1'
-        self._next_ip = ipaddress.IPv4Address(first_ip)
-        self._free_ips: list[str] = []
+        self._first_ip = self._next_ip = ipaddress.IPv4Address(first_ip)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.probe_period_cap = probe_period_cap
@@ -117,12 +116,15 @@ class ProcessKubelet:
         return self.image_commands.get(name)
 
     def allocate_ip(self) -> str:
-        if self._free_ips:
-            return self._free_ips.pop(0)
+        """The next address, never one just released: like most CNI plugins, addresses are
+        handed out in order and reused only after wrapping around (127.0.1.1 onwards, about
+        65,000 of them), so a new pod is never mistaken for a deleted one by its IP."""
         address = self._next_ip
         self._next_ip += 1
         while str(self._next_ip).endswith(('.0', '.255')):
             self._next_ip += 1
+        if self._next_ip >= ipaddress.IPv4Address('127.255.255.255'):
+            self._next_ip = self._first_ip
         return str(address)
 
     # ----- lifecycle ---------------------------------------------------------------------------
@@ -306,8 +308,7 @@ class ProcessKubelet:
             if delete:
                 await self._delete(worker.pod)
         finally:
-            if self.workers.pop(worker.uid, None) is not None:
-                self._free_ips.append(worker.pod_ip)
+            self.workers.pop(worker.uid, None)
             if not any(run.process is not None and run.process.returncode is None
                        for run in worker.runs + worker.init_runs):
                 with contextlib.suppress(ValueError):
