@@ -1,1 +1,7 @@
-"""Hearth trainer: LoRA supervised fine-tuning that writes PEFT adapters hearth-server loads (not built yet)."""
+"""Hearth trainer: LoRA supervised fine-tuning that writes PEFT adapters hearth-server loads.
+
+Modules: ``sources`` (dataset URIs), ``datasets`` (JSONL parsing and validation),
+``tokenization`` (token ids and loss masks), ``batching`` (length-grouped token-budget
+batches), ``train`` (the LoRA loop), ``checkpoint`` (resume and atomic publication),
+``reporting`` (progress to a file and to the FineTuningJob status), ``cli``.
+"""

@@ -14,8 +14,14 @@ Schedule = Literal["cosine", "linear", "constant"]
 
 #: Fields that do not change what is learned; a resumed run may differ in these.
 _NOT_IN_FINGERPRINT = frozenset(
-    {"output", "checkpoint_steps", "keep_checkpoints", "progress_file", "device",
-     "micro_batch_tokens"}
+    {
+        "output",
+        "checkpoint_steps",
+        "keep_checkpoints",
+        "progress_file",
+        "device",
+        "micro_batch_tokens",
+    }
 )
 
 

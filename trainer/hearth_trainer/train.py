@@ -104,7 +104,9 @@ def load_data(cfg: TrainConfig, tokenizer: Any) -> Data:
         eval_source = cfg.evaluation_dataset
     elif cfg.eval_auto_carveout and cfg.eval_fraction > 0:
         if len(train_examples) >= MIN_EXAMPLES_FOR_CARVEOUT:
-            n_eval = max(1, min(cfg.max_eval_examples, round(len(train_examples) * cfg.eval_fraction)))
+            n_eval = max(
+                1, min(cfg.max_eval_examples, round(len(train_examples) * cfg.eval_fraction))
+            )
             order = list(range(len(train_examples)))
             random.Random(f"{cfg.seed}/carveout").shuffle(order)
             held = set(order[:n_eval])
@@ -187,6 +189,7 @@ class Trainer:
 
     def setup(self) -> None:
         import torch
+
         from hearth_server.models import ModelResolutionError, resolve_model
         from hearth_server.models.loading import load_model
 
@@ -226,8 +229,9 @@ class Trainer:
         self.fingerprint = cfg.fingerprint()
 
     def _wrap_lora(self, model: Any, adapter_dir: Path | None) -> Any:
-        from hearth_server.engine.lora import TARGET_MODULES
         from peft import LoraConfig, PeftModel, get_peft_model
+
+        from hearth_server.engine.lora import TARGET_MODULES
 
         if adapter_dir is not None:
             log.info("warm start from %s", adapter_dir)
@@ -253,7 +257,9 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------
 
     def _lora_state(self) -> dict[str, Any]:
-        return {n: p.detach().cpu().clone() for n, p in zip(self.param_names, self.params, strict=True)}
+        return {
+            n: p.detach().cpu().clone() for n, p in zip(self.param_names, self.params, strict=True)
+        }
 
     def _load_lora_state(self, tensors: dict[str, Any]) -> None:
         import torch
