@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-waiting", type=_positive, default=256, help="queued requests before answering 503"
     )
     serve.add_argument("--dtype", choices=DTYPES, default="auto")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     serve.add_argument("--host", default=os.environ.get("POD_IP", "0.0.0.0"))
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
@@ -97,6 +98,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         kv_cache_tokens=args.kv_cache_tokens,
         max_waiting=args.max_waiting,
         dtype=args.dtype,
+        device=args.device,
         host=args.host,
         port=args.port,
     )

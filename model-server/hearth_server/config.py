@@ -20,6 +20,7 @@ class ServerSettings:
     kv_cache_tokens: int = 65536
     max_waiting: int = 256
     dtype: str = "auto"
+    device: str = "auto"  # "auto": cuda when available, else cpu
     host: str = field(default_factory=lambda: os.environ.get("POD_IP", "0.0.0.0"))
     port: int = 8000
 

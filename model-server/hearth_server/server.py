@@ -29,6 +29,16 @@ def engine_config(settings: ServerSettings, model_max_len: int) -> EngineConfig:
     )
 
 
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available")
+    return name
+
+
 def load_engine(settings: ServerSettings) -> tuple[Engine, str]:
     """Resolve, load and start; returns the engine and the local model directory."""
     t0 = time.monotonic()
@@ -41,13 +51,15 @@ def load_engine(settings: ServerSettings) -> tuple[Engine, str]:
         f", {resolved.note}" if resolved.note else "",
         resolved.seconds,
     )
-    model, tokenizer, seconds = load_model(resolved.path, settings.dtype)
+    device = resolve_device(settings.device)
+    model, tokenizer, seconds = load_model(resolved.path, settings.dtype, device)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
-        "loaded %s: %.1fM parameters, dtype %s, in %.1fs",
+        "loaded %s: %.1fM parameters, dtype %s, device %s, in %.1fs",
         resolved.path,
         n_params / 1e6,
         next(model.parameters()).dtype,
+        device,
         seconds,
     )
     config = engine_config(settings, int(getattr(model.config, "max_position_embeddings", 4096)))

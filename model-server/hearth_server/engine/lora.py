@@ -72,7 +72,14 @@ class LoRAContext:
         self.slots: torch.Tensor | None = None
         self.all_slots = False  # runs are exactly slots 0..n-1: no weight gather needed
 
-    def set(self, segments: list[Segment], n_slots: int, batch_limit: int = 8) -> None:
+    def set(
+        self,
+        segments: list[Segment],
+        n_slots: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        batch_limit: int = 8,
+    ) -> None:
         """Split runs: those of at most ``batch_limit`` rows go to the bmm table when
         there are at least two of them; the rest stay per-segment."""
         short = [s for s in segments if s.end - s.start <= batch_limit]
@@ -88,8 +95,9 @@ class LoRAContext:
             rows[i, :n] = torch.arange(s.start, s.end)
             mask[i, :n] = 1.0
         slots = [s.slot for s in short]
-        self.rows, self.pad_mask = rows.view(-1), mask
-        self.slots = torch.tensor(slots, dtype=torch.long)
+        self.rows = rows.view(-1).to(device)
+        self.pad_mask = mask.to(device=device, dtype=dtype)
+        self.slots = torch.tensor(slots, dtype=torch.long, device=device)
         self.all_slots = slots == list(range(n_slots))
 
     def clear(self) -> None:

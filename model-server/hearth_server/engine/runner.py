@@ -121,7 +121,7 @@ class ModelRunner:
         dev = self.device
         ids = torch.tensor(tokens, dtype=torch.long, device=dev)
         pos = torch.tensor(positions, dtype=torch.long, device=dev)
-        self.lora_ctx.set(_segments(chunks), self.n_lora_slots)
+        self.lora_ctx.set(_segments(chunks), self.n_lora_slots, self.dtype, self.device)
 
         n_dec = len(decode)
         dec_slots = torch.tensor([c.slot for c in decode], dtype=torch.long, device=dev)
@@ -194,7 +194,8 @@ class ModelRunner:
         if not rows:
             return torch.empty(0, self.lm_head.out_features)
         last = self.norm(h[rows])
-        logits: torch.Tensor = self.lm_head(last).float()
+        # Sampling runs on the CPU (per-request CPU generators); one copy per step.
+        logits: torch.Tensor = self.lm_head(last).float().cpu()
         return logits
 
 
