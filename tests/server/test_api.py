@@ -383,3 +383,33 @@ def test_engine_crash_turns_health_503_and_fails_requests(make_engine) -> None:
         assert c.get("/health").status_code == 503
         openai_error(c.post("/v1/chat/completions", json=chat()), 503)
         assert 'hearth:engine_alive{model_name="tiny"} 0.0' in c.get("/metrics").text
+
+
+def test_concurrent_load_unload_and_requests_are_safe(
+    client: TestClient, tiny_adapters: dict[str, Path]
+) -> None:
+    import concurrent.futures
+
+    path = str(tiny_adapters["alpha"])
+    body = {"lora_name": "c1", "lora_path": path}
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        loads = list(pool.map(lambda _: client.post("/v1/load_lora_adapter", json=body), range(6)))
+    statuses = sorted(r.json()["status"] for r in loads)
+    assert [r.status_code for r in loads] == [200] * 6
+    assert statuses == ["already_loaded"] * 5 + ["loaded"]
+
+    # Requests keep flowing while the adapter is unloaded and re-loaded under them:
+    # each one either finishes normally or gets a clean 404, never a 500 or a hang.
+    long = chat(model="c1", ignore_eos=True, max_tokens=40)
+
+    def request(_: int) -> int:
+        return client.post("/v1/chat/completions", json=long).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        pending = [pool.submit(request, i) for i in range(6)]
+        for _ in range(3):
+            client.post("/v1/unload_lora_adapter", json={"lora_name": "c1"})
+            client.post("/v1/load_lora_adapter", json=body)
+        codes = [f.result(timeout=60) for f in pending]
+    assert set(codes) <= {200, 404}
+    assert client.post("/v1/chat/completions", json=chat(model="c1")).status_code == 200

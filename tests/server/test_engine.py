@@ -196,3 +196,22 @@ def test_logprobs_are_consistent_with_greedy(make_engine, tiny_dir: Path) -> Non
         assert lp.top[0][0] == lp.token_id  # greedy picks the most likely token
         assert lp.logprob == pytest.approx(lp.top[0][1])
         assert [v for _, v in lp.top] == sorted((v for _, v in lp.top), reverse=True)
+
+
+def test_long_prefill_is_chunked_and_running_streams_keep_going(
+    make_engine, tiny_dir: Path
+) -> None:
+    _, tok = load_tiny(tiny_dir)
+    engine = make_engine(max_num_batched_tokens=16)
+    runner_params = SamplingParams(max_tokens=100, temperature=0.0, ignore_eos=True)
+    seq_a, col_a = submit(engine, _ids(tok, "Hello"), runner_params)
+    while len(col_a.outputs) < 2:
+        time.sleep(0.005)
+    long_prompt = _ids(tok, " ".join(PROMPTS * 4))[:100]
+    assert len(long_prompt) >= 64
+    _, col_b = submit(engine, long_prompt, SamplingParams(max_tokens=1, temperature=0.0))
+    before = len(col_a.outputs)
+    assert col_b.done.wait(30)
+    # B's 64+ prompt tokens take at least 4 chunked steps; A decodes in every one of them.
+    assert len(col_a.outputs) - before >= 4
+    engine.abort(seq_a)
