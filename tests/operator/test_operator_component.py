@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import generate_latest
 
 from tests.harness.waiting import eventually
 
@@ -212,6 +213,9 @@ def test_deployment_runs_replicas_and_replaces_lost_ones(cluster, kubelet):
         cluster.wait(
             "Deployment", "d1", lambda d: d["status"]["replicaStats"]["readyReplicaCount"] == 2
         )
+        metrics = generate_latest(ctx.metrics.registry).decode()
+        assert 'hearth_operator_reconciles_total{kind="Deployment",result="ok"}' in metrics
+        assert "hearth_operator_reconcile_duration_seconds_bucket" in metrics
         # A deleted replica is replaced.
         lost = cluster.pods("d1")[0]["metadata"]
         cluster.kube.delete("Pod", lost["name"], "acme")
@@ -246,8 +250,12 @@ def test_crashing_server_is_reported(cluster, kubelet):
         cluster.wait_state("Account", "acme", "READY", namespace=None)
         cluster.apply(BASE.replace("builtin://smollm2-135m-instruct", "hf://org/crash-model"))
         cluster.apply(deployment())
-        dep = cluster.wait_state("Deployment", "d1", "FAILED")
-        assert "exit code 1" in dep["status"]["message"]
+        dep = cluster.wait(
+            "Deployment",
+            "d1",
+            lambda d: "exit code 1" in (d.get("status") or {}).get("message", ""),
+        )
+        assert dep["status"]["state"] == "FAILED"
 
 
 def test_rollout_on_spec_change_survives_an_operator_restart(cluster, kubelet):
@@ -275,6 +283,7 @@ def test_rollout_on_spec_change_survives_an_operator_restart(cluster, kubelet):
             lambda d: (
                 d["status"].get("state") == "READY"
                 and d["status"]["observedGeneration"] == d["metadata"]["generation"]
+                and d["status"]["replicaStats"]["readyReplicaCount"] == 2
                 and len(cluster.pods("d1")) == 2
             ),
             timeout=60,
@@ -305,8 +314,14 @@ def test_deployed_model_loads_on_every_replica_and_unloads_on_delete(cluster, ku
                 "spec": {"model": "pirate", "deployment": "d1"},
             }
         )
-        dm = cluster.wait_state("DeployedModel", "pirate-d1", "DEPLOYED")
-        assert dm["status"]["loadedReplicaCount"] == 2
+        dm = cluster.wait(
+            "DeployedModel",
+            "pirate-d1",
+            lambda d: (
+                (d.get("status") or {}).get("state") == "DEPLOYED"
+                and d["status"]["loadedReplicaCount"] == 2
+            ),
+        )
         assert dm["status"]["default"] is True
         assert "hearth.dev/unload-adapters" in dm["metadata"]["finalizers"]
         loads = [c for c in cluster.adapter_calls() if c["call"] == "load"]
@@ -354,8 +369,15 @@ def test_cross_object_rules_of_deployed_models(cluster, kubelet):
                 "spec": {"model": "broken", "deployment": "plain"},
             }
         )
-        refused = cluster.wait_state("DeployedModel", "on-plain", "FAILED")
-        assert condition(refused, "Ready")["reason"] == "AddonsDisabled"
+        refused = cluster.wait(
+            "DeployedModel",
+            "on-plain",
+            lambda d: (
+                (d.get("status") or {}).get("state") == "FAILED"
+                and condition(d, "Ready")["reason"] == "AddonsDisabled"
+            ),
+        )
+        assert "does not have enableAddons: true" in refused["status"]["message"]
         cluster.apply(
             {
                 "apiVersion": "hearth.dev/v1alpha1",

@@ -234,17 +234,17 @@ def test_rollout_keeps_serving_while_new_pod_starts():
 
 
 @pytest.mark.parametrize(
-    ("base", "reason_words"),
+    ("base", "state", "reason_words"),
     [
-        (None, "does not exist"),
-        (base_model(ready=False), "not validated yet"),
-        (with_status(base_model(), state="FAILED"), "is FAILED"),
+        (None, "FAILED", "does not exist"),
+        (base_model(ready=False), "CREATING", "waiting for base model"),
+        (with_status(base_model(), state="FAILED", message="bad"), "FAILED", "is FAILED: bad"),
     ],
 )
-def test_unusable_base_model_fails_without_pods(base, reason_words):
+def test_unusable_base_model_creates_no_pods(base, state, reason_words):
     plan = plan_deployment(inputs(deployment(minReplicaCount=1), base=base))
     assert plan.create == [] and plan.service is None
-    assert plan.status["state"] == "FAILED"
+    assert plan.status["state"] == state
     assert reason_words in plan.status["message"]
 
 

@@ -58,6 +58,8 @@ class Verdict:
     reason: str
     message: str
     is_addon: bool = False
+    #: Not an error yet: something it needs exists but is not ready (applied together).
+    waiting: bool = False
 
 
 def model_ref(dm: Obj) -> Ref:
@@ -118,9 +120,14 @@ def check(inputs: DeployedModelInputs) -> Verdict:
             f"model {model_name} is in another account and is not public",
         )
     state = (model.get("status") or {}).get("state")
+    if state == ModelState.FAILED.value:
+        return Verdict(False, "ModelFailed", f"model {model_name} is FAILED")
     if state != ModelState.READY.value:
         return Verdict(
-            False, "ModelNotReady", f"model {model_name} is {state or 'not validated yet'}"
+            False,
+            "ModelNotReady",
+            f"waiting for model {model_name} ({state or 'not validated yet'})",
+            waiting=True,
         )
     d_spec = DeploymentSpec.model_validate(deployment.get("spec") or {})
     deployment_base = resolve_ref(d_spec.base_model, "models", d_ref.namespace)
@@ -296,10 +303,8 @@ def deployed_model_status(
     elif conflict:
         state, cond = DeployedModelState.FAILED, Cond("Ready", False, "DefaultConflict", conflict)
     elif not verdict.ok:
-        state, cond = (
-            DeployedModelState.FAILED,
-            Cond("Ready", False, verdict.reason, verdict.message),
-        )
+        state = DeployedModelState.DEPLOYING if verdict.waiting else DeployedModelState.FAILED
+        cond = Cond("Ready", False, verdict.reason, verdict.message)
     elif failures:
         failed_pod, failure = sorted(failures.items())[0]
         text = f"loading into {failed_pod} failed: {failure}"

@@ -262,26 +262,33 @@ def check_quota(inputs: DeploymentInputs, spec: DeploymentSpec, desired: int) ->
     return QuotaVerdict(True)
 
 
-def check_base_model(inputs: DeploymentInputs, ref: Ref) -> str | None:
-    """Why the base model cannot be served, or None."""
+def check_base_model(inputs: DeploymentInputs, ref: Ref) -> tuple[DeploymentState, str] | None:
+    """(state, why) when the base model cannot be served (yet), or None."""
     shown = ref.full_name("models")
     base = inputs.base_model
+    failed = DeploymentState.FAILED
     if base is None:
-        return f"base model {shown} does not exist"
+        return failed, f"base model {shown} does not exist"
     namespace = inputs.deployment["metadata"]["namespace"]
     base_spec = base.get("spec") or {}
     if ref.namespace not in (namespace, inputs.settings.platform_account) and not base_spec.get(
         "public", False
     ):
-        return f"base model {shown} is in another account and is not public"
+        return failed, f"base model {shown} is in another account and is not public"
     if base_spec.get("kind", ModelKind.HF_PEFT_ADDON.value) != ModelKind.HF_BASE_MODEL.value:
-        return (
+        return failed, (
             f"{shown} is a LoRA addon; serve it by deploying its base model with "
             "enableAddons and creating a DeployedModel (live merge is not supported yet)"
         )
     state = (base.get("status") or {}).get("state")
+    if state == ModelState.FAILED.value:
+        return failed, f"base model {shown} is FAILED: {(base.get('status') or {}).get('message')}"
     if state != ModelState.READY.value:
-        return f"base model {shown} is {state or 'not validated yet'}"
+        # Applied together (kubectl apply -f dir/), the model may simply not be checked yet.
+        return (
+            DeploymentState.CREATING,
+            f"waiting for base model {shown} ({state or 'not validated yet'})",
+        )
     return None
 
 
@@ -395,13 +402,10 @@ def plan_deployment(inputs: DeploymentInputs) -> DeploymentPlan:
     desired = desired_replicas(spec)
     problem = check_base_model(inputs, base_ref)
     if problem:
-        finish(
-            DeploymentState.FAILED,
-            [Cond("Ready", False, "BaseModelNotReady", problem)],
-            problem,
-            desired=desired,
-        )
-        plan.events.append(("Warning", "BaseModelNotReady", problem))
+        state, why = problem
+        finish(state, [Cond("Ready", False, "BaseModelNotReady", why)], why, desired=desired)
+        if state == DeploymentState.FAILED and previous.get("state") != state.value:
+            plan.events.append(("Warning", "BaseModelNotReady", why))
         return plan
     assert inputs.base_model is not None
 
