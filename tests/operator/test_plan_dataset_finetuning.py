@@ -59,7 +59,7 @@ def test_uri_dataset_is_validated_in_a_job():
 
 def test_finished_validation_reads_the_report_from_the_log():
     done = {"status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}}
-    log = "loading...\n" + __import__("json").dumps(REPORT_OK) + "\n"
+    log = "loading...\n" + __import__("json").dumps(REPORT_OK, indent=2) + "\nbye\n"
     plan = plan_dataset(dataset(), settings=SETTINGS, now=NOW, job=done, job_log=log)
     assert plan.status["state"] == "READY"
     assert (plan.status["exampleCount"], plan.status["estimatedTokenCount"]) == (12, 900)

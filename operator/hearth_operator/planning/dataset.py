@@ -7,7 +7,6 @@ a Job whose pod prints the trainer's JSON report; the operator reads it from the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,7 +17,7 @@ from ..conditions import Cond, set_conditions
 from ..constants import LABEL_ACCOUNT
 from ..settings import Settings
 from .common import Obj, managed_labels, owner_reference
-from .workloads import job_finished, pvc_volumes
+from .workloads import job_finished, last_json_object, pvc_volumes
 
 LABEL_DATASET = "hearth.dev/dataset"
 MAX_ERRORS = 20
@@ -83,17 +82,8 @@ def render_validation_job(dataset: Obj, settings: Settings) -> Obj:
 
 
 def report_from_log(log: str | None) -> dict[str, Any] | None:
-    """The last JSON object the validator printed, if any."""
-    for line in reversed((log or "").strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict) and "exampleCount" in value:
-                return value
-    return None
+    """The validation report the pod printed, if any."""
+    return last_json_object(log, lambda value: "exampleCount" in value)
 
 
 def status_from_report(dataset: Obj, report: dict[str, Any], now: datetime) -> dict[str, Any]:

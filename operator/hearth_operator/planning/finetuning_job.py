@@ -8,7 +8,6 @@ keeps the model), and carries a label naming the job.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +18,13 @@ from ..conditions import Cond, format_time, set_conditions
 from ..constants import ACCOUNT_ARTIFACT_CLAIM, LABEL_ACCOUNT
 from ..settings import Settings
 from .common import Obj, Ref, is_terminating, managed_labels, owner_reference, resolve_ref
-from .workloads import accelerator_placement, job_failure_message, job_finished, pvc_volumes
+from .workloads import (
+    accelerator_placement,
+    job_failure_message,
+    job_finished,
+    last_json_object,
+    pvc_volumes,
+)
 
 LABEL_FINE_TUNING_JOB = "hearth.dev/fine-tuning-job"
 FINAL_STATES = {
@@ -302,16 +307,8 @@ def render_output_model(inputs: FineTuningInputs, spec: FineTuningJobSpec) -> Ob
 
 
 def result_from_log(log: str | None) -> dict[str, Any] | None:
-    for line in reversed((log or "").strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict) and value.get("status") == "completed":
-                return value
-    return None
+    """The trainer's final result JSON, if the log holds one."""
+    return last_json_object(log, lambda value: value.get("status") == "completed")
 
 
 def _pod_start(pods: list[Obj]) -> str | None:

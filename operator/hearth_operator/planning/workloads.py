@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from ..constants import ACCOUNT_ARTIFACT_CLAIM
@@ -76,3 +78,23 @@ def job_failure_message(job: Obj) -> str:
                 ": "
             )
     return "the job failed"
+
+
+def last_json_object(log: str | None, accept: Callable[[dict[str, Any]], bool]) -> Obj | None:
+    """The last JSON object in a pod log that ``accept`` recognises.
+
+    hearth-trainer prints its report or result as (indented) JSON on stdout; the log may
+    hold other lines before and after it.
+    """
+    text = log or ""
+    decoder = json.JSONDecoder()
+    start = text.rfind("{")
+    while start != -1:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and accept(value):
+            return value
+        start = text.rfind("{", 0, start)
+    return None
