@@ -161,6 +161,11 @@ class KubeEmulator:
     async def _dispatch(self, raw: aiohttp.web.BaseRequest,
                         data: Any) -> aiohttp.web.StreamResponse:
         path, method, query = raw.path, raw.method, raw.query
+        if 'protobuf' in raw.content_type:
+            # kubectl's typed generators (`kubectl create configmap`) send protobuf bodies;
+            # only JSON is understood here, so say so plainly.
+            raise ApiError(415, 'UnsupportedMediaType', f'the emulated API server accepts JSON '
+                                                        f'bodies only, not {raw.content_type}')
         if query.get('dryRun') and method in ('POST', 'PUT', 'PATCH', 'DELETE'):
             # Refused rather than silently persisted: a dry run must never change state.
             raise bad_request('dryRun is not supported by the emulated API server')
