@@ -176,6 +176,17 @@ class _StopFlag:
 
 
 def _train(args: argparse.Namespace) -> int:
+    # Handlers first: a SIGTERM during the slow imports below must not kill us mid-way.
+    stop = _StopFlag()
+    previous = {s: signal.signal(s, stop.handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _run_training(args, stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run_training(args: argparse.Namespace, stop: _StopFlag) -> int:
     from hearth_server.models import ModelResolutionError
     from hearth_trainer.config import TrainConfig
     from hearth_trainer.reporting import default_reporters
@@ -215,9 +226,6 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"hearth-trainer train: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    stop = _StopFlag()
-    signal.signal(signal.SIGTERM, stop.handle)
-    signal.signal(signal.SIGINT, stop.handle)
     reporter = default_reporters(cfg.progress_file)
     try:
         result = train(cfg, reporter, stop)

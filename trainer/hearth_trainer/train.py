@@ -65,26 +65,24 @@ class Data:
 
 
 def resolve_base_model(cfg: TrainConfig) -> tuple[str, Path | None]:
-    """(base model URI, warm-start adapter dir or None)."""
+    """(base model URI, warm-start adapter dir or None). Raises ``ModelResolutionError``
+    (an input problem, exit code 3) when either cannot be found."""
     from hearth_server.models import ModelResolutionError, resolve_model
 
     adapter_dir: Path | None = None
     base = cfg.base_model
-    try:
-        if cfg.warm_start_from:
-            adapter_dir = resolve_model(cfg.warm_start_from, kind="adapter").path
+    if cfg.warm_start_from:
+        adapter_dir = resolve_model(cfg.warm_start_from, kind="adapter").path
+        if not base:
+            meta = json.loads((adapter_dir / "adapter_config.json").read_text())
+            base = meta.get("base_model_name_or_path")
             if not base:
-                meta = json.loads((adapter_dir / "adapter_config.json").read_text())
-                base = meta.get("base_model_name_or_path")
-                if not base:
-                    raise TrainingError(
-                        f"--warm-start-from {cfg.warm_start_from!r}: adapter_config.json names "
-                        "no base_model_name_or_path; pass --base-model"
-                    )
-        assert base is not None
-        return base, adapter_dir
-    except ModelResolutionError as exc:
-        raise TrainingError(str(exc)) from exc
+                raise ModelResolutionError(
+                    f"--warm-start-from {cfg.warm_start_from!r}: adapter_config.json names "
+                    "no base_model_name_or_path; pass --base-model"
+                )
+    assert base is not None
+    return base, adapter_dir
 
 
 def _device(name: str) -> str:
@@ -190,16 +188,13 @@ class Trainer:
     def setup(self) -> None:
         import torch
 
-        from hearth_server.models import ModelResolutionError, resolve_model
+        from hearth_server.models import resolve_model
         from hearth_server.models.loading import load_model
 
         cfg = self.cfg
         self.device = _device(cfg.device)
         self.base_uri, adapter_dir = resolve_base_model(cfg)
-        try:
-            base_path = resolve_model(self.base_uri).path
-        except ModelResolutionError as exc:
-            raise TrainingError(str(exc)) from exc
+        base_path = resolve_model(self.base_uri).path
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         model, tokenizer, secs = load_model(base_path, cfg.dtype, self.device)
