@@ -33,16 +33,24 @@ def test_kubectl_apply_get_label_delete(api: KubeEmulatorServer, tmp_path: pathl
     manifest = tmp_path / 'demo.yaml'
     manifest.write_text(MANIFESTS)
 
-    def kubectl(*args: str) -> str:
-        # No OpenAPI documents are served: client-side schema validation must be off.
+    def kubectl(*args: str, ok: bool = True) -> str:
         done = subprocess.run(['kubectl', '--kubeconfig', str(api.kubeconfig_path), *args],
                               capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        assert (done.returncode == 0) is ok, done.stderr
+        return done.stdout + done.stderr
 
-    assert 'created' in kubectl('apply', '--validate=false', '-f', str(manifest))
-    assert 'unchanged' in kubectl('apply', '--validate=false', '-f', str(manifest))
+    assert 'created' in kubectl('apply', '-f', str(manifest))
+    assert 'unchanged' in kubectl('apply', '-f', str(manifest))
     assert 'w1' in kubectl('get', 'wd')  # a CRD short name, from discovery
+    changed = tmp_path / 'changed.yaml'
+    changed.write_text(MANIFESTS.replace('level: debug', 'level: info').replace('size: M',
+                                                                                'size: L'))
+    assert 'configured' in kubectl('apply', '-f', str(changed))
+    assert kubectl('get', 'cm', 'settings', '-o', 'jsonpath={.data.level}') == 'info'
+    # kubectl asks for server-side field validation; unknown fields are refused.
+    unknown = tmp_path / 'unknown.yaml'
+    unknown.write_text(MANIFESTS.split('---')[1].replace('size: M', 'size: M, colour: red'))
+    assert 'unknown field "spec.colour"' in kubectl('apply', '-f', str(unknown), ok=False)
     kubectl('label', 'configmap', 'settings', 'tier=web')
     assert kubectl('get', 'cm', '-l', 'app=demo,tier=web', '-o', 'name') == \
         'configmap/settings\n'

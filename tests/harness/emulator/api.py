@@ -173,6 +173,8 @@ class KubeEmulator:
             if path.rstrip('/') in ('/healthz', '/livez', '/readyz'):
                 return aiohttp.web.Response(text='ok')
             document = discovery.static_document(self.registry, path)
+            if document is None and path.startswith('/openapi/v3'):
+                document = discovery.openapi_v3_document(self.registry, path)
             if document is not None:
                 return _json(document)
         route = parse_route(path)
@@ -204,12 +206,15 @@ class KubeEmulator:
             return await self._watch(raw, rtype, route.namespace,
                                      {**query, 'fieldSelector': fields})
         store, ns, name = self.store, route.namespace, route.name
+        strict = query.get('fieldValidation') == 'Strict'
         if method == 'GET':
             return _json(_present(rtype, store.get(rtype, ns, name)))
         if method == 'PUT':
-            return _json(_present(rtype, store.replace(rtype, ns, name, data, route.subresource)))
+            obj = store.replace(rtype, ns, name, data, route.subresource, strict=strict)
+            return _json(_present(rtype, obj))
         if method == 'PATCH':
-            obj = store.patch(rtype, ns, name, data, raw.content_type, route.subresource)
+            obj = store.patch(rtype, ns, name, data, raw.content_type, route.subresource,
+                              strict=strict)
             return _json(_present(rtype, obj))
         if method == 'DELETE' and route.subresource is None:
             obj, gone_now = store.delete(rtype, ns, name, data if isinstance(data, dict) else
@@ -245,7 +250,9 @@ class KubeEmulator:
             if rtype.namespaced and route.namespace is None:
                 raise method_not_allowed('the server does not allow this method on the '
                                          'requested resource (namespaced, use the namespace)')
-            return _json(_present(rtype, self.store.create(rtype, route.namespace, data)), 201)
+            strict = query.get('fieldValidation') == 'Strict'
+            obj = self.store.create(rtype, route.namespace, data, strict=strict)
+            return _json(_present(rtype, obj), 201)
         if method == 'DELETE':
             items = self.store.list(rtype, route.namespace,
                                     label_selector=query.get('labelSelector'),

@@ -72,6 +72,38 @@ def static_document(registry: Registry, path: str) -> Any | None:
     return None
 
 
+def openapi_v3_document(registry: Registry, path: str) -> Any | None:
+    """Just enough OpenAPI v3 for kubectl to see that the server validates fields itself
+    (a `fieldValidation` parameter on PATCH), so that it skips client-side validation.
+    No schemas are published."""
+    path = path.rstrip('/')
+    gvs = {(t.group, t.version) for t in registry.all()}
+    prefixes = {(f'api/{v}' if not g else f'apis/{g}/{v}'): (g, v) for g, v in gvs}
+    if path == '/openapi/v3':
+        return {'paths': {prefix: {'serverRelativeURL': f'/openapi/v3/{prefix}?hash=emulated'}
+                          for prefix in sorted(prefixes)}}
+    prefix = path.removeprefix('/openapi/v3/')
+    if not path.startswith('/openapi/v3/') or prefix not in prefixes:
+        return None
+    group, version = prefixes[prefix]
+    paths: dict[str, Any] = {}
+    for rtype in registry.all():
+        if (rtype.group, rtype.version) != (group, version):
+            continue
+        scope = '/namespaces/{namespace}' if rtype.namespaced else ''
+        gvk = {'group': group, 'version': version, 'kind': rtype.kind}
+        operation = {
+            'x-kubernetes-group-version-kind': gvk,
+            'parameters': [{'name': 'fieldValidation', 'in': 'query',
+                            'schema': {'type': 'string', 'uniqueItems': True}}],
+            'responses': {'200': {'description': 'OK'}},
+        }
+        paths[f'/{prefix}{scope}/{rtype.plural}/{{name}}'] = {'patch': operation}
+    return {'openapi': '3.0.0', 'info': {'title': 'Kubernetes (emulated)',
+                                         'version': SERVER_VERSION['gitVersion']},
+            'paths': paths, 'components': {'schemas': {}}}
+
+
 def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any]:
     types = [t for t in registry.all() if t.group == group and t.version == version]
     if not types:

@@ -63,6 +63,23 @@ def prune_object(schema: dict[str, Any] | None, obj: dict[str, Any]) -> dict[str
     return {**{k: obj[k] for k in _ROOT_KEEP if k in obj}, **result}
 
 
+def unknown_fields(before: Any, after: Any, path: str = '') -> list[str]:
+    """The field paths present in ``before`` that pruning removed from ``after``."""
+    found: list[str] = []
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key, value in before.items():
+            child = f'{path}.{key}' if path else key
+            if key not in after:
+                if value is not None:  # nulls of non-nullable fields are dropped, not unknown
+                    found.append(child)
+            else:
+                found += unknown_fields(value, after[key], child)
+    elif isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        for index, (old, new) in enumerate(zip(before, after, strict=True)):
+            found += unknown_fields(old, new, f'{path}[{index}]')
+    return found
+
+
 def _to_jsonschema(schema: Any) -> Any:
     """OpenAPI v3 -> JSON schema: `nullable` becomes a `null` type, int-or-string an anyOf."""
     if isinstance(schema, list):

@@ -211,10 +211,21 @@ class Store:
                             kind=rtype.plural)
         return namespace
 
-    def _prepare(self, rtype: ResourceType, obj: Obj, old: Obj | None) -> Obj:
-        """Defaulting, pruning and validation common to create and update."""
+    def _prepare(self, rtype: ResourceType, obj: Obj, old: Obj | None,
+                 strict: bool = False) -> Obj:
+        """Defaulting, pruning and validation common to create and update.
+
+        ``strict`` is `fieldValidation=Strict` (what kubectl sends): unknown fields are a
+        400 instead of being pruned silently.
+        """
         if rtype.custom:
-            obj = schema.prune_object(rtype.schema, obj)
+            pruned = schema.prune_object(rtype.schema, obj)
+            unknown = schema.unknown_fields(obj, pruned) if strict else []
+            if unknown:
+                raise bad_request(f'{rtype.kind} in version "{rtype.version}" cannot be handled '
+                                  f'as a {rtype.kind}: strict decoding error: '
+                                  + ', '.join(f'unknown field "{field}"' for field in unknown))
+            obj = pruned
             causes = schema.validate(rtype.schema, obj)
         else:
             kinds.apply_defaults(rtype, obj)
@@ -228,7 +239,8 @@ class Store:
             raise invalid(rtype.kind, obj['metadata']['name'], causes, group=rtype.group)
         return obj
 
-    def create(self, rtype: ResourceType, namespace: str | None, body: Any) -> Obj:
+    def create(self, rtype: ResourceType, namespace: str | None, body: Any, *,
+               strict: bool = False) -> Obj:
         if not isinstance(body, dict):
             raise bad_request('the body of the request must be a JSON object')
         obj: Obj = copy.deepcopy(body)
@@ -277,7 +289,7 @@ class Store:
             status = kinds.initial_status(rtype, body)
             if status is not None:
                 obj['status'] = status
-        obj = self._prepare(rtype, obj, None)
+        obj = self._prepare(rtype, obj, None, strict)
         kinds.validate_create(rtype, obj)
         if namespace:
             quotas = self.objects_in(namespace, quota.QUOTA_GROUP_PLURAL)
@@ -297,7 +309,7 @@ class Store:
         return obj
 
     def replace(self, rtype: ResourceType, namespace: str | None, name: str, body: Any,
-                subresource: str | None = None) -> Obj:
+                subresource: str | None = None, *, strict: bool = False) -> Obj:
         """PUT: the body replaces the object (or only its status for `/status`)."""
         old = self.get(rtype, namespace, name)
         if not isinstance(body, dict):
@@ -306,10 +318,11 @@ class Store:
         sent_rv = (body.get('metadata') or {}).get('resourceVersion')
         if sent_rv and sent_rv != old['metadata']['resourceVersion']:
             raise conflict(rtype.plural, name, rtype.group)
-        return self._write(rtype, old, copy.deepcopy(body), subresource)
+        return self._write(rtype, old, copy.deepcopy(body), subresource, strict)
 
     def patch(self, rtype: ResourceType, namespace: str | None, name: str, patch: Any,
-              content_type: str, subresource: str | None = None) -> Obj:
+              content_type: str, subresource: str | None = None, *,
+              strict: bool = False) -> Obj:
         old = self.get(rtype, namespace, name)
         patched = apply_patch(old, patch, content_type, custom=rtype.custom)
         kinds.check_name_change(rtype, old, patched)
@@ -317,9 +330,10 @@ class Store:
         if patched.get('metadata', {}).get('resourceVersion') != \
                 old['metadata']['resourceVersion']:
             raise conflict(rtype.plural, name, rtype.group)
-        return self._write(rtype, old, patched, subresource)
+        return self._write(rtype, old, patched, subresource, strict)
 
-    def _write(self, rtype: ResourceType, old: Obj, new: Obj, subresource: str | None) -> Obj:
+    def _write(self, rtype: ResourceType, old: Obj, new: Obj, subresource: str | None,
+               strict: bool = False) -> Obj:
         if subresource == 'status':
             # Only the status changes through /status; everything else is taken from old.
             status = new.get('status')
@@ -336,9 +350,9 @@ class Store:
                 new['status'] = copy.deepcopy(old['status'])
             else:
                 new.pop('status', None)
-        return self.commit(rtype, old, new)
+        return self.commit(rtype, old, new, strict=strict)
 
-    def commit(self, rtype: ResourceType, old: Obj, new: Obj) -> Obj:
+    def commit(self, rtype: ResourceType, old: Obj, new: Obj, *, strict: bool = False) -> Obj:
         """Store a new state of an existing object, with all server-side rules applied."""
         meta = new.setdefault('metadata', {})
         old_meta = old['metadata']
@@ -363,7 +377,7 @@ class Store:
             meta.pop('finalizers', None)
         if not meta.get('ownerReferences'):
             meta.pop('ownerReferences', None)
-        new = self._prepare(rtype, new, old)
+        new = self._prepare(rtype, new, old, strict)
         kinds.validate_update(rtype, old, new)
         excluded = ('metadata', 'status') if rtype.has_status else ('metadata',)
         spec_changed = {k: v for k, v in new.items() if k not in excluded} != \
