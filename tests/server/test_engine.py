@@ -215,3 +215,21 @@ def test_long_prefill_is_chunked_and_running_streams_keep_going(
     # B's 64+ prompt tokens take at least 4 chunked steps; A decodes in every one of them.
     assert len(col_a.outputs) - before >= 4
     engine.abort(seq_a)
+
+
+def test_min_tokens_bans_stop_tokens_until_reached(make_engine, tiny_dir: Path) -> None:
+    _, tok = load_tiny(tiny_dir)
+    engine = make_engine()
+    prompt = _ids(tok, PROMPTS[0])
+    free = generate(engine, [prompt], GREEDY)[0].tokens
+    first = free[0]
+    stopped = generate(
+        engine, [prompt], SamplingParams(max_tokens=12, temperature=0.0, stop_token_ids=[first])
+    )[0]
+    assert stopped.tokens == [first] and stopped.final.finish_reason == "stop"
+    held = generate(
+        engine,
+        [prompt],
+        SamplingParams(max_tokens=12, temperature=0.0, stop_token_ids=[first], min_tokens=3),
+    )[0]
+    assert len(held.tokens) >= 3 and first not in held.tokens[:3]

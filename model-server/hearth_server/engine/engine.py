@@ -278,7 +278,8 @@ class Engine:
         rows = []
         for s in sampled:
             assert s.row is not None
-            s.row.banned = self.eos_ids if len(s.output_ids) < s.params.min_tokens else []
+            early = len(s.output_ids) < s.params.min_tokens  # no stopping before min_tokens
+            s.row.banned = [*self.eos_ids, *s.params.stop_token_ids] if early else []
             rows.append(s.row)
         tokens, logprobs = sample(logits, rows)
         now = time.monotonic()
