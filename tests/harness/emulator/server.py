@@ -264,6 +264,8 @@ class KubeEmulatorServer:
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the server's loop, where the store lives, and return its result."""
         assert self._loop is not None
+        if threading.current_thread() is self._thread:
+            return fn()  # e.g. from a kmock reaction: already on the loop, waiting would deadlock
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def run() -> None:
