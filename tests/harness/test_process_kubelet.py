@@ -270,3 +270,24 @@ def test_stopping_the_kubelet_kills_everything(api: KubeEmulatorServer, core: Co
     assert not alive(pid)
     # Like a node that went away: the pod object stays, still terminating.
     assert api.get('v1', 'Pod', 'immortal', 'default')['metadata']['deletionTimestamp']
+
+
+def test_node_selector_is_enforced_when_asked(api: KubeEmulatorServer, core: CoreV1Api) -> None:
+    labels = {'nvidia.com/gpu.product': 'NVIDIA-H100-80GB-HBM3'}
+    with ProcessKubelet(api, fake_ready=True, node_labels=labels, enforce_node_selector=True):
+        fits = pod('fits', ['true'])
+        fits['spec']['nodeSelector'] = dict(labels)
+        stranded = pod('stranded', ['true'])
+        stranded['spec']['nodeSelector'] = {'nvidia.com/gpu.product': 'NVIDIA-A100-SXM4-80GB'}
+        core.create_namespaced_pod('default', fits)
+        core.create_namespaced_pod('default', stranded)
+        eventually(lambda: ready(core, 'fits'))
+
+        def unschedulable() -> bool:
+            status = core.read_namespaced_pod('stranded', 'default').status
+            return any(c.type == 'PodScheduled' and c.reason == 'Unschedulable'
+                       for c in status.conditions or [])
+
+        eventually(unschedulable)
+        stuck = core.read_namespaced_pod('stranded', 'default')
+        assert stuck.status.phase == 'Pending' and stuck.spec.node_name is None

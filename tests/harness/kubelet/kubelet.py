@@ -44,6 +44,7 @@ class ProcessKubelet:
         *,
         node_name: str = 'process-node',
         node_labels: Mapping[str, str] | None = None,
+        enforce_node_selector: bool = False,
         log_dir: str | pathlib.Path | None = None,
         workdir: str | pathlib.Path | None = None,
         env: Mapping[str, str] | None = None,
@@ -60,6 +61,8 @@ class ProcessKubelet:
         self.url = api if isinstance(api, str) else api.url
         self.node_name = node_name
         self.node_labels = dict(node_labels or {})
+        self.enforce_node_selector = enforce_node_selector
+        self._unschedulable: set[str] = set()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if log_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix='process-kubelet-')
@@ -264,6 +267,9 @@ class ProcessKubelet:
         if meta.get('deletionTimestamp'):
             await self._delete(pod)  # never started here: nothing to stop
             return
+        if not node and not self._fits(pod):
+            await self._report_unschedulable(pod)
+            return
         if not node and not await self._bind(pod):
             return
         worker = PodWorker(self, pod, self.allocate_ip())
@@ -273,6 +279,29 @@ class ProcessKubelet:
             await self._report_fake_ready(worker)
         else:
             worker.start()
+
+    def _fits(self, pod: dict[str, Any]) -> bool:
+        """The scheduler's node-selector check, when asked for (``enforce_node_selector``)."""
+        if not self.enforce_node_selector:
+            return True
+        labels = {'kubernetes.io/hostname': self.node_name, **self.node_labels}
+        wanted = pod.get('spec', {}).get('nodeSelector') or {}
+        return all(labels.get(key) == value for key, value in wanted.items())
+
+    async def _report_unschedulable(self, pod: dict[str, Any]) -> None:
+        """What the scheduler reports for a pod no node fits: it stays Pending."""
+        meta = pod['metadata']
+        if meta['uid'] in self._unschedulable:
+            return
+        self._unschedulable.add(meta['uid'])
+        condition = {'type': 'PodScheduled', 'status': 'False', 'reason': 'Unschedulable',
+                     'lastProbeTime': None, 'lastTransitionTime': now(),
+                     'message': "0/1 nodes are available: 1 node(s) didn't match Pod's node "
+                                'affinity/selector.'}
+        with contextlib.suppress(ApiStatusError):
+            await self.client.merge_patch(
+                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
+                {'status': {'phase': 'Pending', 'conditions': [condition]}})
 
     async def _bind(self, pod: dict[str, Any]) -> bool:
         meta = pod['metadata']
