@@ -275,3 +275,15 @@ def _wait_for_progress(path: Path, proc: subprocess.Popen[str], after: int) -> N
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no progress"
         time.sleep(0.2)
+
+
+def test_warm_start_continues_from_an_adapter(tiny_dir: Path, dataset: Path, tmp_path: Path):
+    first = train(_cfg(tiny_dir, dataset, tmp_path / "a", epochs=1))
+    # No --base-model: it comes from the adapter's base_model_name_or_path.
+    cfg = _cfg(tiny_dir, dataset, tmp_path / "b", epochs=1, base_model=None)
+    cfg.warm_start_from = str(tmp_path / "a" / "adapter")
+    second = train(cfg)
+    assert second["baseModel"] == str(tiny_dir)
+    # Starting from trained weights, the first step's loss is already lower.
+    assert _losses(tmp_path / "b")[0] < _losses(tmp_path / "a")[0]
+    assert second["finalTrainLoss"] < first["finalTrainLoss"] * 1.5

@@ -182,7 +182,7 @@ def check_format(fmt: str) -> Format:
     upper = fmt.upper()
     if upper not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    return upper  # type: ignore[return-value]
+    return upper
 
 
 def validate_lines(

@@ -60,9 +60,9 @@ class KubernetesReporter:
             from kubernetes import client, config
 
             try:
-                config.load_incluster_config()
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
             except config.ConfigException:
-                config.load_kube_config()  # $KUBECONFIG or ~/.kube/config
+                config.load_kube_config()  # type: ignore[no-untyped-call]  # or $KUBECONFIG
             self._api = client.CustomObjectsApi()
         return self._api
 

@@ -64,7 +64,7 @@ def open_lines(uri: str) -> Iterator[str]:
     scheme = uri.partition("://")[0]
     stream = _open_https(uri) if scheme in ("https", "http") else _open_s3(uri)
     with stream:
-        for raw in io.TextIOWrapper(stream, encoding="utf-8", errors="strict"):
+        for raw in io.TextIOWrapper(stream, encoding="utf-8", errors="strict"):  # type: ignore[type-var]
             yield raw.rstrip("\r\n")
 
 
@@ -102,7 +102,7 @@ def _open_s3(uri: str) -> io.BufferedIOBase:
     if not bucket or not key:
         raise DatasetSourceError(f"{uri!r}: expected s3://<bucket>/<key>")
     try:
-        import boto3  # optional: only s3:// datasets need it
+        import boto3  # type: ignore[import-not-found,unused-ignore]  # optional: s3:// only
     except ImportError as exc:
         raise DatasetSourceError(
             f"dataset {uri!r}: s3:// sources need the boto3 package (pip install boto3)"

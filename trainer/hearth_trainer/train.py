@@ -182,6 +182,8 @@ class Trainer:
         self.reporter: Reporter = reporter or MultiReporter([])
         self.output = Path(cfg.output)
         self.state = TrainState()
+        # LoRA weights at the best evaluation, kept only with early stopping.
+        self.best_weights: dict[str, Any] | None = None
 
     # -- setup -------------------------------------------------------------------------
 
@@ -410,7 +412,6 @@ class Trainer:
             log.info("%s already holds a finished run; nothing to do", self.output)
             return done
         self.setup()
-        self.best_weights: dict[str, Any] | None = None
         resumed = self.try_resume()
         if not resumed:
             self._rewrite_metrics([])
