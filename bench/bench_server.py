@@ -85,10 +85,10 @@ def make_adapters(path: Path, n: int, out: Path) -> list[Path]:
 
 
 @torch.inference_mode()
-def naive_sequential(model: Any, ids: list[int], n: int) -> float:
+def naive_sequential(model: Any, ids: list[int], n: int) -> dict[str, float]:
     x = torch.tensor([ids])
     mask = torch.ones_like(x)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         model.generate(
             x,
@@ -98,7 +98,7 @@ def naive_sequential(model: Any, ids: list[int], n: int) -> float:
             do_sample=False,
             pad_token_id=0,
         )
-    return n * OUT_TOKENS / (time.perf_counter() - start)
+    return _rates(n * OUT_TOKENS, start, cpu)
 
 
 @torch.inference_mode()
@@ -127,10 +127,10 @@ def peft_switching(model: Any, adapters: list[Path], ids: list[int], n: int) -> 
 
 
 @torch.inference_mode()
-def raw_batched(model: Any, ids: list[int], batch: int) -> float:
+def raw_batched(model: Any, ids: list[int], batch: int) -> dict[str, float]:
     """Prefill + greedy decode loop with the HF KV cache: no scheduling, no HTTP."""
     x = torch.tensor([ids] * batch)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     out = model(input_ids=x, use_cache=True)
     past = out.past_key_values
     nxt = out.logits[:, -1].argmax(-1, keepdim=True)
@@ -138,7 +138,20 @@ def raw_batched(model: Any, ids: list[int], batch: int) -> float:
         out = model(input_ids=nxt, past_key_values=past, use_cache=True)
         past = out.past_key_values
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-    return batch * OUT_TOKENS / (time.perf_counter() - start)
+    return _rates(batch * OUT_TOKENS, start, cpu)
+
+
+def _rates(tokens: int, wall_start: float, cpu_start: float) -> dict[str, float]:
+    """Output tokens per wall second, and per CPU second of this process (the latter
+    is far less sensitive to other work on a shared machine)."""
+    wall = time.perf_counter() - wall_start
+    cpu = time.process_time() - cpu_start
+    return {"tok_s": tokens / wall, "tok_cpu_s": tokens / cpu}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def llama_cpp_sequential(tok: Any, ids: list[int], n: int) -> float | None:
@@ -280,7 +293,10 @@ class Server:
         asyncio.run(load_run(self.url, ["base"]))  # warm-up
 
     def run(self, models: list[str]) -> dict[str, float]:
-        return asyncio.run(load_run(self.url, models))
+        cpu = cpu_seconds(self.proc.pid)
+        result = asyncio.run(load_run(self.url, models))
+        result["tok_cpu_s"] = result["tokens"] / (cpu_seconds(self.proc.pid) - cpu)
+        return result
 
     def close(self) -> float:
         rss = peak_rss_mb(self.proc.pid)
@@ -311,10 +327,11 @@ def interleaved(
             runs["naive_generate"].append(naive_sequential(model, ids, seq_n))
             runs["single"].append(server.run(["base"]))
             log(
-                f"rep {rep}: raw {runs['raw_batched'][-1]:.1f}, "
+                f"rep {rep}: raw {runs['raw_batched'][-1]['tok_s']:.1f}, "
                 f"server x16 {runs['base_x16'][-1]['tok_s']:.1f}, "
                 f"8 adapters {runs['eight_adapters_x16'][-1]['tok_s']:.1f}, "
-                f"naive {runs['naive_generate'][-1]:.1f}, single {runs['single'][-1]['tok_s']:.1f}"
+                f"naive {runs['naive_generate'][-1]['tok_s']:.1f}, "
+                f"single {runs['single'][-1]['tok_s']:.1f}"
             )
     finally:
         rss = server.close()
@@ -322,22 +339,28 @@ def interleaved(
     def med(xs: list[float]) -> float:
         return float(statistics.median(xs))
 
-    tok = {k: [r["tok_s"] if isinstance(r, dict) else r for r in v] for k, v in runs.items()}
+    tok = {k: [r["tok_s"] for r in v] for k, v in runs.items()}
+    cpu = {k: [r["tok_cpu_s"] for r in v] for k, v in runs.items()}
 
-    def ratio(num: str, den: str) -> float:
-        return med([x / y for x, y in zip(tok[num], tok[den], strict=True)])
+    def ratios_of(rates: dict[str, list[float]]) -> dict[str, float]:
+        def ratio(num: str, den: str) -> float:
+            return med([x / y for x, y in zip(rates[num], rates[den], strict=True)])
 
-    ratios = {
-        "x16_vs_naive": ratio("base_x16", "naive_generate"),
-        "x16_vs_raw": ratio("base_x16", "raw_batched"),
-        "eight_vs_one_adapter": ratio("eight_adapters_x16", "one_adapter_x16"),
-        "one_adapter_vs_base": ratio("one_adapter_x16", "base_x16"),
-        "single_vs_naive": ratio("single", "naive_generate"),
-    }
+        return {
+            "x16_vs_naive": ratio("base_x16", "naive_generate"),
+            "x16_vs_raw": ratio("base_x16", "raw_batched"),
+            "eight_vs_one_adapter": ratio("eight_adapters_x16", "one_adapter_x16"),
+            "one_adapter_vs_base": ratio("one_adapter_x16", "base_x16"),
+            "single_vs_naive": ratio("single", "naive_generate"),
+        }
+
+    ratios = ratios_of(tok)
     return {
         "tok_s": {k: med(v) for k, v in tok.items()},
         "tok_s_runs": {k: [round(x, 1) for x in v] for k, v in tok.items()},
         "ratios": ratios,
+        "tok_cpu_s": {k: med(v) for k, v in cpu.items()},
+        "ratios_cpu": ratios_of(cpu),
         "ttft": {
             k: {
                 "p50": med([r["ttft_p50"] for r in runs[k]]),
@@ -437,6 +460,17 @@ def report(res: dict[str, Any]) -> None:
     print(
         f"server peak RSS {res['peak_rss_mb']:.0f} MB; adapter load p50 "
         f"{res['adapter_load_s_p50'] * 1000:.0f} ms (rank 16, all 7 projections)"
+    )
+    c, rc = res["tok_cpu_s"], res["ratios_cpu"]
+    print(
+        "\nper CPU-second of the generating process (robust to other load on a shared box; "
+        "the HTTP client's CPU is not counted):\n"
+        f"  tok/CPU-s: naive {c['naive_generate']:.1f}, raw bs16 {c['raw_batched']:.1f}, "
+        f"server single {c['single']:.1f}, server x16 base {c['base_x16']:.1f}, "
+        f"1 adapter {c['one_adapter_x16']:.1f}, 8 adapters {c['eight_adapters_x16']:.1f}\n"
+        f"  ratios: single/naive {rc['single_vs_naive']:.2f}x, x16/naive "
+        f"{rc['x16_vs_naive']:.1f}x, x16/raw {rc['x16_vs_raw']:.0%}, 1 adapter/base "
+        f"{rc['one_adapter_vs_base']:.0%}, 8/1 adapters {rc['eight_vs_one_adapter']:.0%}"
     )
     print(f"runs: {res['tok_s_runs']}")
 
