@@ -48,8 +48,14 @@ def fine_tuning(cluster: Cluster, tmp_path: Path):
         trainer_env={"KUBECONFIG": str(cluster.api.kubeconfig_path), "HF_HUB_OFFLINE": "1"},
         pvc_mount_root=str(pvc),
         model_cache_path=str(tmp_path / "cache"),
+        dataset_mount_root=str(tmp_path / "datasets"),
     )
-    with ProcessKubelet(cluster.api, log_dir=tmp_path / "pod-logs") as kubelet, cluster.operator():
+    with (
+        ProcessKubelet(
+            cluster.api, log_dir=tmp_path / "pod-logs", volume_roots=[tmp_path / "datasets"]
+        ) as kubelet,
+        cluster.operator(),
+    ):
         cluster.apply("""
 apiVersion: hearth.dev/v1alpha1
 kind: Account
@@ -140,6 +146,10 @@ def test_configmap_dataset_is_validated_by_the_operator(fine_tuning):
     )
     ready = cluster.wait_state("Dataset", "from-cm", "READY")
     assert ready["status"]["exampleCount"] == 4
+    # Training mounts the ConfigMap into the trainer's pod.
+    cluster.apply(job("from-cm-job", dataset="from-cm", epochs=1))
+    done = cluster.wait_state("FineTuningJob", "from-cm-job", "JOB_STATE_COMPLETED", timeout=240)
+    assert done["status"]["outputModel"] == "accounts/acme/models/from-cm-job"
 
 
 def test_job_trains_and_publishes_a_loadable_model(fine_tuning):

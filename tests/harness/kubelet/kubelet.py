@@ -23,7 +23,7 @@ import pathlib
 import sys
 import tempfile
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -56,8 +56,11 @@ class ProcessKubelet:
         backoff_base: float = 0.2,
         backoff_max: float = 5.0,
         probe_period_cap: float | None = None,
+        volume_roots: Iterable[str | pathlib.Path] = (),
     ) -> None:
         self.api = api
+        #: configMap volumes mounted under these directories are projected as files.
+        self.volume_roots = [pathlib.Path(root).resolve() for root in volume_roots]
         self.url = api if isinstance(api, str) else api.url
         self.node_name = node_name
         self.node_labels = dict(node_labels or {})

@@ -26,6 +26,7 @@ import aiohttp
 from tests.harness.kubelet.client import ApiStatusError
 from tests.harness.kubelet.env import EnvError, container_env, expand_args
 from tests.harness.kubelet.probes import ProbeSpec, ProbeState, check
+from tests.harness.kubelet.volumes import VolumeError, project_config_maps
 
 if TYPE_CHECKING:
     from tests.harness.kubelet.kubelet import ProcessKubelet
@@ -243,6 +244,15 @@ class PodWorker:
             env = await container_env(self.kubelet.client, self.pod, spec, self.pod_ip,
                                       self.kubelet.host_ip, self.kubelet.base_env())
         except EnvError as exc:
+            run.state = {'waiting': {'reason': 'CreateContainerConfigError', 'message': str(exc)}}
+            self.changed()
+            await asyncio.sleep(self.kubelet.backoff_base)
+            run.exit_code = 1
+            return
+        try:
+            await project_config_maps(self.kubelet.client, self.pod, spec,
+                                      self.kubelet.volume_roots)
+        except VolumeError as exc:
             run.state = {'waiting': {'reason': 'CreateContainerConfigError', 'message': str(exc)}}
             self.changed()
             await asyncio.sleep(self.kubelet.backoff_base)
