@@ -12,8 +12,10 @@ What runs here, and what is emulated:
 
 It applies examples/quickstart/, waits until the Deployment is READY and its DeployedModels
 are DEPLOYED, asks the base model and the LoRA addon a question, prints the answers and
-stops. On a real cluster the same manifests are applied with ``kubectl apply -f
-examples/quickstart/`` once the CRDs and the operator are installed.
+stops. The example Dataset reads a ConfigMap the quickstart does not create, so it (and
+the FineTuningJob on it) wait and say so in their status. On a real cluster the same
+manifests are applied with ``kubectl apply -f examples/quickstart/`` once the CRDs and
+the operator are installed.
 
 The LoRA addon in the examples is normally the output of a fine-tuning job; here it is a
 small adapter initialised at random (so it visibly changes the answers), written where
@@ -65,7 +67,6 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    import yaml
     from openai import OpenAI
 
     from hearth.validation import load_documents
@@ -139,17 +140,11 @@ def main() -> int:
                     "DeployedModel", dm_name, "DEPLOYED", namespace=namespace, timeout=args.timeout
                 )
             step(f"READY after {time.monotonic() - started:.0f} s")
-            print(
-                yaml.safe_dump(
-                    {
-                        d["kind"] + "/" + d["metadata"]["name"]: d["status"].get("state")
-                        for kind in ("Model", "Deployment", "DeployedModel")
-                        for d in cluster.kube.list(kind, namespace)
-                    },
-                    sort_keys=False,
-                ),
-                end="",
-            )
+            for kind in ("Model", "Deployment", "DeployedModel", "Dataset", "FineTuningJob"):
+                for obj in cluster.kube.list(kind, namespace):
+                    status = obj.get("status") or {}
+                    note = f"  ({status['message']})" if status.get("message") else ""
+                    print(f"    {kind}/{obj['metadata']['name']}: {status.get('state')}{note}")
             pod = cluster.pods(name, namespace)[0]
             url = f"http://{pod['status']['podIP']}:{settings.server_port}/v1"
             client = OpenAI(base_url=url, api_key="none")

@@ -210,7 +210,7 @@ class StatusBase(CamelModel):
     message: str | None = Field(
         default=None,
         max_length=32768,
-        description="Why the resource is in its state, in words; empty when all is well.",
+        description="Why the resource is in its state, in words.",
     )
     conditions: Conditions = Field(
         default_factory=list,
