@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,8 +37,18 @@ CORPUS = [
 
 
 def build_tiny_model_dir(path: Path) -> Path:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    import transformers
+    from tokenizers import (  # type: ignore[import-untyped]
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        trainers,
+    )
+
+    hf: Any = transformers  # untyped constructors
+    LlamaConfig, LlamaForCausalLM = hf.LlamaConfig, hf.LlamaForCausalLM
+    PreTrainedTokenizerFast = hf.PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -105,7 +116,7 @@ def make_adapter(model_dir: Path, out: Path, seed: int, rank: int = 8, scale: fl
         for name, p in peft_model.named_parameters():
             if "lora_" in name:
                 p.mul_(scale)
-    peft_model.save_pretrained(out)
+    peft_model.save_pretrained(str(out))
     return out
 
 
@@ -118,7 +129,7 @@ def tiny_adapters(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     }
 
 
-def load_tiny(tiny_dir: Path) -> tuple[object, object]:
+def load_tiny(tiny_dir: Path) -> tuple[Any, Any]:
     from hearth_server.models.loading import load_model
 
     model, tok, _ = load_model(tiny_dir)
@@ -126,7 +137,7 @@ def load_tiny(tiny_dir: Path) -> tuple[object, object]:
 
 
 @pytest.fixture
-def make_engine(tiny_dir: Path) -> Iterator[object]:
+def make_engine(tiny_dir: Path) -> Iterator[Any]:
     engines: list[Engine] = []
 
     def factory(**overrides: int) -> Engine:
@@ -134,7 +145,7 @@ def make_engine(tiny_dir: Path) -> Iterator[object]:
         cfg = EngineConfig(max_model_len=128, max_num_seqs=8, max_loras=2, max_cpu_loras=2)
         for k, v in overrides.items():
             setattr(cfg, k, v)
-        engine = Engine(model, tok, cfg)  # type: ignore[arg-type]
+        engine = Engine(model, tok, cfg)
         engine.start()
         engines.append(engine)
         return engine

@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -37,9 +38,9 @@ def chat(**kw: object) -> dict[str, object]:
     return body
 
 
-def openai_error(resp, status: int, param: str | None = None) -> dict[str, object]:
+def openai_error(resp, status: int, param: str | None = None) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
+    err: dict[str, Any] = resp.json()["error"]
     assert set(err) >= {"message", "type", "param", "code"}
     assert err["code"] == status
     if param is not None:
@@ -260,7 +261,7 @@ def test_lora_lifecycle(client: TestClient, tiny_adapters: dict[str, Path], tmp_
 def test_bad_adapters_are_400(
     client: TestClient, tiny_adapters: dict[str, Path], tmp_path: Path
 ) -> None:
-    def load(path: Path | str, name: str = "bad") -> object:
+    def load(path: Path | str, name: str = "bad") -> Any:
         return client.post(
             "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)}
         )
@@ -342,12 +343,12 @@ def test_chat_n_choices_stream(client: TestClient) -> None:
     r = client.post(
         "/v1/chat/completions", json=chat(n=2, stream=True, temperature=1.0, seed=3, max_tokens=5)
     )
-    events = [e for e in sse(r) if isinstance(e, dict)]
+    events: list[Any] = [e for e in sse(r) if isinstance(e, dict)]
     finished = {
         e["choices"][0]["index"]
-        for e in events  # type: ignore[index]
+        for e in events
         if e["choices"] and e["choices"][0]["finish_reason"]
-    }  # type: ignore[index]
+    }
     assert finished == {0, 1}
 
 
@@ -376,7 +377,7 @@ def test_engine_crash_turns_health_503_and_fails_requests(make_engine) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated kernel failure")
 
-    engine.runner.step = boom  # type: ignore[method-assign]
+    engine.runner.step = boom
     app = build_app(ServerSettings(model="/models/tiny", served_model_name=MODEL), engine=engine)
     with TestClient(app) as c:
         openai_error(c.post("/v1/chat/completions", json=chat()), 500)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -78,7 +79,7 @@ def test_lora_rows_match_peft_and_mixed_batches_are_invariant(
     for name, path in tiny_adapters.items():
         engine.adapters.add(_info(name, path), engine.read_adapter(name, path))
     prompt = _ids(tok, PROMPTS[0])
-    expected = {
+    expected: dict[str | None, list[int]] = {
         None: _hf_greedy(load_tiny(tiny_dir)[0], prompt, 12),
         **{n: _peft_greedy(tiny_dir, p, prompt, 12) for n, p in tiny_adapters.items()},
     }
@@ -88,7 +89,7 @@ def test_lora_rows_match_peft_and_mixed_batches_are_invariant(
     assert [c.tokens for c in mixed] == [expected[a] for a in order]
 
 
-def _info(name: str, path: Path) -> object:
+def _info(name: str, path: Path) -> Any:
     from hearth_server.engine.adapters import AdapterInfo
 
     return AdapterInfo(name, str(path), path, 8, time.time())

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -100,20 +101,20 @@ def server(
 
 
 @pytest.fixture(scope="session")
-def oai(server: str) -> object:
+def oai(server: str) -> Any:
     return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="session")
-def claude(server: str) -> object:
+def claude(server: str) -> Any:
     return anthropic.Anthropic(base_url=server, api_key="unused", max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="session")
-def tokenizer(model_dir: Path) -> object:
-    from transformers import AutoTokenizer
+def tokenizer(model_dir: Path) -> Any:
+    import transformers
 
-    return AutoTokenizer.from_pretrained(model_dir)
+    return transformers.AutoTokenizer.from_pretrained(model_dir)  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +133,7 @@ def test_startup_lora_is_served(oai, adapters) -> None:
     assert cards["tuned-a"].model_extra["root"] == f"file://{adapters['tuned-a']}"
 
 
-def _answer(oai, messages=QUESTION, model=MODEL, **kw) -> object:
+def _answer(oai, messages=QUESTION, model=MODEL, **kw) -> Any:
     return oai.chat.completions.create(
         model=model, messages=messages, temperature=0, max_tokens=kw.pop("max_tokens", 24), **kw
     )
@@ -241,7 +242,7 @@ def test_mixed_lora_batch_matches_each_request_alone(oai, server, adapters) -> N
     ]
     models = [MODEL, "tuned-a", "tuned-b", MODEL, "tuned-a", "tuned-b"]
 
-    def run(i: int) -> object:
+    def run(i: int) -> Any:
         return oai.chat.completions.create(
             model=models[i],
             messages=[{"role": "user", "content": prompts[i]}],
