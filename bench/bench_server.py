@@ -40,13 +40,14 @@ def log(msg: str) -> None:
 
 # -- in-process peers -------------------------------------------------------------------
 def load_reference() -> tuple[Any, Any, list[int], Path]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import transformers
 
     from hearth_server.models import resolve_model
 
+    hf: Any = transformers  # untyped entry points
     path = resolve_model(MODEL_URI).path
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    tok = hf.AutoTokenizer.from_pretrained(path)
+    model = hf.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     ids = list(tok.apply_chat_template(PROMPT, add_generation_prompt=True))
     return model, tok, ids, path
 
@@ -79,7 +80,7 @@ def make_adapters(path: Path, n: int, out: Path) -> list[Path]:
                 if "lora_B" in name:
                     p.mul_(0.1)  # keep outputs fluent; overhead does not depend on values
         d = out / f"adapter-{i}"
-        peft_model.save_pretrained(d)
+        peft_model.save_pretrained(str(d))
         dirs.append(d)
     return dirs
 
@@ -105,7 +106,7 @@ def naive_sequential(model: Any, ids: list[int], n: int) -> dict[str, float]:
 def peft_switching(model: Any, adapters: list[Path], ids: list[int], n: int) -> float:
     from peft import PeftModel
 
-    peft_model = PeftModel.from_pretrained(model, str(adapters[0]), adapter_name="a0")
+    peft_model: Any = PeftModel.from_pretrained(model, str(adapters[0]), adapter_name="a0")
     for i, d in enumerate(adapters[1:], start=1):
         peft_model.load_adapter(str(d), adapter_name=f"a{i}")
     x = torch.tensor([ids])
@@ -162,7 +163,7 @@ def llama_cpp_sequential(tok: Any, ids: list[int], n: int) -> float | None:
         return None
     from hearth_server.models.builtin import gguf_path
 
-    llm = Llama(
+    llm: Any = Llama(
         model_path=str(gguf_path("smollm2-135m-instruct")),
         n_ctx=512,
         n_threads=2,
