@@ -184,6 +184,7 @@ class Trainer:
         self.state = TrainState()
         # LoRA weights at the best evaluation, kept only with early stopping.
         self.best_weights: dict[str, Any] | None = None
+        self.cpu_seconds = 0.0
 
     # -- setup -------------------------------------------------------------------------
 
@@ -416,7 +417,7 @@ class Trainer:
         if not resumed:
             self._rewrite_metrics([])
         s = self.state
-        start = time.monotonic()
+        start, cpu_start = time.monotonic(), time.process_time()
         tokens_this_run = 0
         g = cfg.gradient_accumulation_steps
         self.reporter.report(self.progress(), final=True)
@@ -459,6 +460,7 @@ class Trainer:
                 if end_of_epoch:
                     break
         elapsed = time.monotonic() - start
+        self.cpu_seconds = time.process_time() - cpu_start
         if not stop_early and s.last_eval_loss is None and self.data.eval:
             s.last_eval_loss = self.evaluate()
         return self._finish(elapsed, tokens_this_run, resumed)
@@ -500,6 +502,8 @@ class Trainer:
             "resumed": resumed,
             "trainSecondsThisRun": round(elapsed, 3),
             "tokensPerSecondThisRun": round(tokens_this_run / elapsed, 1) if elapsed else None,
+            # CPU time of this process: comparable across runs on a shared, busy machine.
+            "trainCpuSecondsThisRun": round(self.cpu_seconds, 3),
             "paddingEfficiency": round(padding_ratio(self.plans[0], lengths), 4),
             "train": self.data.train_stats.to_json(),
             "eval": {"source": self.data.eval_source, **self.data.eval_stats.to_json()},
