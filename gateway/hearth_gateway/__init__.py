@@ -1,1 +1,1 @@
-"""Hearth gateway: the data-plane endpoint and Fireworks-style REST control plane (not built yet)."""
+"""Hearth gateway: data-plane endpoint and Fireworks-style REST control plane (not built)."""

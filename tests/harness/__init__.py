@@ -20,19 +20,25 @@ if TYPE_CHECKING:
     from tests.harness.waiting import ConditionTimeout, eventually
 
 _EXPORTS = {
-    'ApiError': 'tests.harness.emulator',
-    'KubeEmulatorServer': 'tests.harness.emulator',
-    'KopfOperator': 'tests.harness.kopf_runner',
-    'ProcessKubelet': 'tests.harness.kubelet',
-    'ConditionTimeout': 'tests.harness.waiting',
-    'eventually': 'tests.harness.waiting',
+    "ApiError": "tests.harness.emulator",
+    "KubeEmulatorServer": "tests.harness.emulator",
+    "KopfOperator": "tests.harness.kopf_runner",
+    "ProcessKubelet": "tests.harness.kubelet",
+    "ConditionTimeout": "tests.harness.waiting",
+    "eventually": "tests.harness.waiting",
 }
 
-__all__ = ['ApiError', 'ConditionTimeout', 'KopfOperator', 'KubeEmulatorServer',
-           'ProcessKubelet', 'eventually']
+__all__ = [
+    "ApiError",
+    "ConditionTimeout",
+    "KopfOperator",
+    "KubeEmulatorServer",
+    "ProcessKubelet",
+    "eventually",
+]
 
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -13,58 +13,79 @@ from tests.harness.emulator import KubeEmulatorServer
 # A small CRD of our own: namespaced, with status and scale subresources and a schema with
 # defaults, enums and a status that keeps unknown fields (as kopf's docs recommend).
 WIDGET_CRD: dict[str, Any] = {
-    'apiVersion': 'apiextensions.k8s.io/v1',
-    'kind': 'CustomResourceDefinition',
-    'metadata': {'name': 'widgets.example.dev'},
-    'spec': {
-        'group': 'example.dev',
-        'scope': 'Namespaced',
-        'names': {'plural': 'widgets', 'singular': 'widget', 'kind': 'Widget',
-                  'shortNames': ['wd']},
-        'versions': [{
-            'name': 'v1',
-            'served': True,
-            'storage': True,
-            'subresources': {
-                'status': {},
-                'scale': {'specReplicasPath': '.spec.replicas',
-                          'statusReplicasPath': '.status.replicas',
-                          'labelSelectorPath': '.status.selector'},
-            },
-            'schema': {'openAPIV3Schema': {
-                'type': 'object',
-                'properties': {
-                    'spec': {
-                        'type': 'object',
-                        'required': ['size'],
-                        'properties': {
-                            'size': {'type': 'string', 'enum': ['S', 'M', 'L']},
-                            'replicas': {'type': 'integer', 'minimum': 0, 'default': 1},
-                            'color': {'type': 'string', 'default': 'blue'},
-                        },
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.dev"},
+    "spec": {
+        "group": "example.dev",
+        "scope": "Namespaced",
+        "names": {
+            "plural": "widgets",
+            "singular": "widget",
+            "kind": "Widget",
+            "shortNames": ["wd"],
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {
+                    "status": {},
+                    "scale": {
+                        "specReplicasPath": ".spec.replicas",
+                        "statusReplicasPath": ".status.replicas",
+                        "labelSelectorPath": ".status.selector",
                     },
-                    'status': {'type': 'object', 'x-kubernetes-preserve-unknown-fields': True},
                 },
-            }},
-        }],
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["size"],
+                                "properties": {
+                                    "size": {"type": "string", "enum": ["S", "M", "L"]},
+                                    "replicas": {"type": "integer", "minimum": 0, "default": 1},
+                                    "color": {"type": "string", "default": "blue"},
+                                },
+                            },
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
 # A cluster-scoped CRD, to own namespaced children across scopes (like hearth's Account).
 GADGET_CRD: dict[str, Any] = {
-    'apiVersion': 'apiextensions.k8s.io/v1',
-    'kind': 'CustomResourceDefinition',
-    'metadata': {'name': 'gadgets.example.dev'},
-    'spec': {
-        'group': 'example.dev',
-        'scope': 'Cluster',
-        'names': {'plural': 'gadgets', 'singular': 'gadget', 'kind': 'Gadget'},
-        'versions': [{
-            'name': 'v1', 'served': True, 'storage': True,
-            'subresources': {'status': {}},
-            'schema': {'openAPIV3Schema': {'type': 'object',
-                                           'x-kubernetes-preserve-unknown-fields': True}},
-        }],
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gadgets.example.dev"},
+    "spec": {
+        "group": "example.dev",
+        "scope": "Cluster",
+        "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
     },
 }
 

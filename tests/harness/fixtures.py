@@ -16,16 +16,16 @@ import pytest
 from tests.harness.emulator import KubeEmulatorServer
 from tests.harness.kubelet import ProcessKubelet
 
-PROJECT_CRDS = pathlib.Path(__file__).resolve().parents[2] / 'crds'
+PROJECT_CRDS = pathlib.Path(__file__).resolve().parents[2] / "crds"
 
 
 @pytest.fixture
 def kube_api() -> Iterator[KubeEmulatorServer]:
     """The emulated API server with the project's CRDs loaded (when generated)."""
-    crds = [PROJECT_CRDS] if list(PROJECT_CRDS.glob('*.yaml')) else []
+    crds = [PROJECT_CRDS] if list(PROJECT_CRDS.glob("*.yaml")) else []
     with KubeEmulatorServer(crds=crds) as server:
         yield server
-        assert server.internal_errors == [], 'the emulator answered 500: see the tracebacks'
+        assert server.internal_errors == [], "the emulator answered 500: see the tracebacks"
 
 
 @pytest.fixture
@@ -36,9 +36,10 @@ def kube_client(kube_api: KubeEmulatorServer) -> Iterator[kubernetes.client.ApiC
 
 
 @pytest.fixture
-def process_kubelet(kube_api: KubeEmulatorServer,
-                    tmp_path: pathlib.Path) -> Iterator[ProcessKubelet]:
-    with ProcessKubelet(kube_api, log_dir=tmp_path / 'pod-logs') as kubelet:
+def process_kubelet(
+    kube_api: KubeEmulatorServer, tmp_path: pathlib.Path
+) -> Iterator[ProcessKubelet]:
+    with ProcessKubelet(kube_api, log_dir=tmp_path / "pod-logs") as kubelet:
         try:
             yield kubelet
         finally:

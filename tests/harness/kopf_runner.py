@@ -20,8 +20,9 @@ from tests.harness.emulator import KubeEmulatorServer
 
 
 def emulator_login(api: KubeEmulatorServer) -> kopf.ConnectionInfo:
-    return kopf.ConnectionInfo(server=api.url, scheme='Bearer', token='emulator-token',
-                               default_namespace='default')
+    return kopf.ConnectionInfo(
+        server=api.url, scheme="Bearer", token="emulator-token", default_namespace="default"
+    )
 
 
 class KopfOperator:
@@ -54,35 +55,46 @@ class KopfOperator:
     def _add_login_handler(self) -> None:
         api = self.api
 
-        @kopf.on.login(registry=self.registry, id='emulator-login')
+        @kopf.on.login(registry=self.registry, id="emulator-login")
         def login(**_: Any) -> kopf.ConnectionInfo:
             return emulator_login(api)
 
     def __enter__(self) -> KopfOperator:
-        self._thread = threading.Thread(target=self._run, name='kopf-operator', daemon=True)
+        self._thread = threading.Thread(target=self._run, name="kopf-operator", daemon=True)
         self._thread.start()
         if not self._ready.wait(self.ready_timeout):
             self.__exit__(None, None, None)
-            raise RuntimeError(f'kopf did not become ready: {self.error!r}')
+            raise RuntimeError(f"kopf did not become ready: {self.error!r}")
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             if self._thread.is_alive():
-                raise RuntimeError('kopf did not stop within 30 seconds')
+                raise RuntimeError("kopf did not stop within 30 seconds")
         if self.error is not None and exc is None:
-            raise RuntimeError('kopf failed') from self.error
+            raise RuntimeError("kopf failed") from self.error
 
     def _run(self) -> None:
         try:
-            asyncio.run(kopf.operator(
-                registry=self.registry, settings=self.settings, memo=self.memo,
-                clusterwide=not self.namespaces, namespaces=self.namespaces,
-                standalone=True, stop_flag=self._stop, ready_flag=self._ready,
-            ))
+            asyncio.run(
+                kopf.operator(
+                    registry=self.registry,
+                    settings=self.settings,
+                    memo=self.memo,
+                    clusterwide=not self.namespaces,
+                    namespaces=self.namespaces,
+                    standalone=True,
+                    stop_flag=self._stop,
+                    ready_flag=self._ready,
+                )
+            )
         except BaseException as exc:  # reported by __exit__/__enter__ in the test's thread
             self.error = exc
             self._ready.set()

@@ -14,10 +14,16 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def test_fixtures_give_an_api_a_client_and_a_kubelet(
-        kube_api: KubeEmulatorServer,  # noqa: F811
-        kube_client: kubernetes.client.ApiClient,  # noqa: F811
-        fake_kubelet: ProcessKubelet) -> None:  # noqa: F811
+    kube_api: KubeEmulatorServer,  # noqa: F811
+    kube_client: kubernetes.client.ApiClient,  # noqa: F811
+    fake_kubelet: ProcessKubelet,
+) -> None:
     core = kubernetes.client.CoreV1Api(kube_client)
-    core.create_namespaced_pod('default', {'metadata': {'name': 'p'}, 'spec': {
-        'containers': [{'name': 'c', 'image': 'x', 'command': ['true']}]}})
-    eventually(lambda: core.read_namespaced_pod('p', 'default').status.phase == 'Running')
+    core.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "x", "command": ["true"]}]},
+        },
+    )
+    eventually(lambda: core.read_namespaced_pod("p", "default").status.phase == "Running")

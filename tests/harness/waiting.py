@@ -10,15 +10,16 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-T = TypeVar('T')
+T = TypeVar("T")
 
 
 class ConditionTimeout(AssertionError):
     pass
 
 
-def eventually(fn: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05,
-               message: str = '') -> T:
+def eventually(
+    fn: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05, message: str = ""
+) -> T:
     """Call ``fn`` until it returns a truthy value (returned) or ``timeout`` passes.
 
     Exceptions raised by ``fn`` count as "not yet" (an object not created yet is a 404);
@@ -38,6 +39,7 @@ def eventually(fn: Callable[[], T], *, timeout: float = 10.0, interval: float = 
                 return result
             last = result
         if time.monotonic() >= deadline:
-            raise ConditionTimeout(f'condition not met within {timeout}s: {message or fn!r}; '
-                                   f'last value: {last!r}') from last_exc
+            raise ConditionTimeout(
+                f"condition not met within {timeout}s: {message or fn!r}; last value: {last!r}"
+            ) from last_exc
         time.sleep(interval)

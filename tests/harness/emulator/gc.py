@@ -54,15 +54,21 @@ class GarbageCollector:
         return changed
 
     def _delete(self, gp: GroupPlural, obj: Obj) -> bool:
-        if obj['metadata'].get('deletionTimestamp'):
+        if obj["metadata"].get("deletionTimestamp"):
             return False
         rtype = self.store.registry.any_version(*gp)
         if rtype is None:
             return False
         try:
-            self.store.delete(rtype, obj['metadata'].get('namespace'), obj['metadata']['name'],
-                              {'propagationPolicy': 'Background',
-                               'preconditions': {'uid': obj['metadata']['uid']}})
+            self.store.delete(
+                rtype,
+                obj["metadata"].get("namespace"),
+                obj["metadata"]["name"],
+                {
+                    "propagationPolicy": "Background",
+                    "preconditions": {"uid": obj["metadata"]["uid"]},
+                },
+            )
         except ApiError:
             return False  # gone or replaced meanwhile: nothing to collect
         return True
@@ -72,18 +78,18 @@ class GarbageCollector:
         namespaced owner only in the dependent's own namespace (elsewhere it is absent, and
         the dependent is collected). A cluster-scoped dependent with a namespaced owner is
         unresolvable and never collected (the real collector only reports an event)."""
-        found = self.store.by_uid(ref.get('uid', ''))
-        dependent_ns = dependent['metadata'].get('namespace')
+        found = self.store.by_uid(ref.get("uid", ""))
+        dependent_ns = dependent["metadata"].get("namespace")
         if found is None:
             return False
-        owner_ns = found[1]['metadata'].get('namespace')
+        owner_ns = found[1]["metadata"].get("namespace")
         if owner_ns is not None and dependent_ns is None:
             return True
         return owner_ns is None or owner_ns == dependent_ns
 
     def _collect_for(self, gp: GroupPlural, obj: Obj) -> bool:
-        refs = obj['metadata'].get('ownerReferences') or []
-        dangling = {ref.get('uid') for ref in refs if not self._owner_alive(obj, ref)}
+        refs = obj["metadata"].get("ownerReferences") or []
+        dangling = {ref.get("uid") for ref in refs if not self._owner_alive(obj, ref)}
         if not dangling:
             return False
         if len(dangling) == len(refs):
@@ -110,17 +116,22 @@ class GarbageCollector:
     def _foreground(self) -> bool:
         changed = False
         for gp, obj in self.store.all_objects():
-            meta = obj['metadata']
-            if FOREGROUND_FINALIZER not in (meta.get('finalizers') or []):
+            meta = obj["metadata"]
+            if FOREGROUND_FINALIZER not in (meta.get("finalizers") or []):
                 continue
             self._seen_terminating = True
-            dependents = self.store.dependents_of(meta['uid'])
+            dependents = self.store.dependents_of(meta["uid"])
             for dep_gp, dependent in dependents:
                 changed |= self._delete(dep_gp, dependent)
-            blocking = [d for _, d in dependents
-                        if any(ref.get('uid') == meta['uid'] and ref.get('blockOwnerDeletion')
-                               for ref in d['metadata'].get('ownerReferences') or [])]
-            current = self.store.by_uid(meta['uid'])
+            blocking = [
+                d
+                for _, d in dependents
+                if any(
+                    ref.get("uid") == meta["uid"] and ref.get("blockOwnerDeletion")
+                    for ref in d["metadata"].get("ownerReferences") or []
+                )
+            ]
+            current = self.store.by_uid(meta["uid"])
             if not blocking and current is not None:
                 self.store.remove_finalizer(gp, current[1], FOREGROUND_FINALIZER)
                 changed = True
@@ -129,14 +140,14 @@ class GarbageCollector:
     def _namespaces(self) -> bool:
         changed = False
         for ns in self.store.objects_of(NAMESPACE_GROUP_PLURAL):
-            if not ns['metadata'].get('deletionTimestamp'):
+            if not ns["metadata"].get("deletionTimestamp"):
                 continue
             self._seen_terminating = True
-            name = ns['metadata']['name']
+            name = ns["metadata"]["name"]
             content = self.store.namespaced_in(name)
             for gp, obj in content:
                 changed |= self._delete(gp, obj)
-            if not content and ns.get('spec', {}).get('finalizers'):
+            if not content and ns.get("spec", {}).get("finalizers"):
                 self.store.finish_namespace(name)
                 changed = True
         return changed
@@ -144,11 +155,11 @@ class GarbageCollector:
     def _crds(self) -> bool:
         changed = False
         for crd in self.store.objects_of(CRD_GROUP_PLURAL):
-            meta = crd['metadata']
-            if CRD_CLEANUP_FINALIZER not in (meta.get('finalizers') or []):
+            meta = crd["metadata"]
+            if CRD_CLEANUP_FINALIZER not in (meta.get("finalizers") or []):
                 continue
             self._seen_terminating = True
-            gp = (crd['spec']['group'], crd['spec']['names']['plural'])
+            gp = (crd["spec"]["group"], crd["spec"]["names"]["plural"])
             instances = self.store.objects_of(gp)
             for obj in instances:
                 changed |= self._delete(gp, obj)

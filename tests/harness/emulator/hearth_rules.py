@@ -15,19 +15,20 @@ from tests.harness.emulator.resources import ResourceType
 from tests.harness.emulator.store import Validator
 
 
-def hearth_validator(group: str = 'hearth.dev') -> Validator:
+def hearth_validator(group: str = "hearth.dev") -> Validator:
     from hearth.validation import UnknownKindError, default_validator
 
     validator = default_validator()
 
-    def validate(rtype: ResourceType, obj: dict[str, Any],
-                 old: dict[str, Any] | None) -> list[tuple[str, str]]:
+    def validate(
+        rtype: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None
+    ) -> list[tuple[str, str]]:
         if rtype.group != group:
             return []
         try:
             result = validator.validate(obj, old)
         except UnknownKindError:
             return []
-        return [(error.path or '<root>', error.message) for error in result.errors]
+        return [(error.path or "<root>", error.message) for error in result.errors]
 
     return validate

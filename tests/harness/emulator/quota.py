@@ -23,51 +23,70 @@ from tests.harness.emulator.resources import POD_GROUP_PLURAL, ResourceType
 if TYPE_CHECKING:
     from tests.harness.emulator.store import Store, WatchEvent
 
-QUOTA_GROUP_PLURAL = ('', 'resourcequotas')
+QUOTA_GROUP_PLURAL = ("", "resourcequotas")
 
-_QUANTITY_RE = re.compile(r'^([+-]?[0-9.]+)([eE][+-]?[0-9]+|[a-zA-Z]*)$')
-_BINARY = {'Ki': 2**10, 'Mi': 2**20, 'Gi': 2**30, 'Ti': 2**40, 'Pi': 2**50, 'Ei': 2**60}
+_QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|[a-zA-Z]*)$")
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL: dict[str, Fraction | int] = {
-    'n': Fraction(1, 10**9), 'u': Fraction(1, 10**6), 'm': Fraction(1, 1000), '': 1,
-    'k': 10**3, 'M': 10**6, 'G': 10**9, 'T': 10**12, 'P': 10**15, 'E': 10**18,
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(1, 1000),
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
 }
-_CORE_COUNTS = {'pods', 'services', 'configmaps', 'secrets', 'persistentvolumeclaims',
-                'resourcequotas', 'replicationcontrollers'}
-_COMPUTE = {'cpu', 'memory', 'ephemeral-storage'}
+_CORE_COUNTS = {
+    "pods",
+    "services",
+    "configmaps",
+    "secrets",
+    "persistentvolumeclaims",
+    "resourcequotas",
+    "replicationcontrollers",
+}
+_COMPUTE = {"cpu", "memory", "ephemeral-storage"}
 
 
 def parse_quantity(value: Any) -> Fraction:
     match = _QUANTITY_RE.match(str(value).strip())
     if match is None:
-        raise ValueError(f'invalid quantity {value!r}')
+        raise ValueError(f"invalid quantity {value!r}")
     number, suffix = match.groups()
     base = Fraction(number)
     if suffix in _BINARY:
         return base * _BINARY[suffix]
     if suffix in _DECIMAL:
         return base * _DECIMAL[suffix]
-    if suffix[:1] in 'eE':
-        return base * Fraction(10 ** int(suffix[1:])) if int(suffix[1:]) >= 0 \
+    if suffix[:1] in "eE":
+        return (
+            base * Fraction(10 ** int(suffix[1:]))
+            if int(suffix[1:]) >= 0
             else base / Fraction(10 ** -int(suffix[1:]))
-    raise ValueError(f'invalid quantity suffix in {value!r}')
+        )
+    raise ValueError(f"invalid quantity suffix in {value!r}")
 
 
 def format_quantity(value: Fraction) -> str:
     if value.denominator == 1:
         return str(value.numerator)
-    return f'{int(value * 1000)}m'
+    return f"{int(value * 1000)}m"
 
 
 def _pod_amount(pod: dict[str, Any], key: str) -> Fraction:
     """The pod's contribution to a compute key (`requests.cpu`, `limits.memory`, `cpu`...)."""
-    kind, _, resource = key.partition('.') if key.startswith(('requests.', 'limits.')) \
-        else ('requests', '', key)
+    kind, _, resource = (
+        key.partition(".") if key.startswith(("requests.", "limits.")) else ("requests", "", key)
+    )
     total = Fraction(0)
-    for container in pod.get('spec', {}).get('containers') or []:
-        resources = container.get('resources') or {}
+    for container in pod.get("spec", {}).get("containers") or []:
+        resources = container.get("resources") or {}
         amount = (resources.get(kind) or {}).get(resource)
-        if amount is None and kind == 'requests':
-            amount = (resources.get('limits') or {}).get(resource)  # requests default to limits
+        if amount is None and kind == "requests":
+            amount = (resources.get("limits") or {}).get(resource)  # requests default to limits
         if amount is not None:
             total += parse_quantity(amount)
     return total
@@ -76,19 +95,19 @@ def _pod_amount(pod: dict[str, Any], key: str) -> Fraction:
 def _count_target(key: str) -> tuple[str, str] | None:
     """The (group, plural) a count key counts: `pods`, `count/deployments.hearth.dev`..."""
     if key in _CORE_COUNTS:
-        return ('', key)
-    if key.startswith('count/'):
-        plural, _, group = key[len('count/'):].partition('.')
+        return ("", key)
+    if key.startswith("count/"):
+        plural, _, group = key[len("count/") :].partition(".")
         return (group, plural)
     return None
 
 
 def _is_compute(key: str) -> bool:
-    return key.startswith(('requests.', 'limits.')) or key in _COMPUTE
+    return key.startswith(("requests.", "limits.")) or key in _COMPUTE
 
 
 def _terminal(pod: dict[str, Any]) -> bool:
-    return pod.get('status', {}).get('phase') in ('Succeeded', 'Failed')
+    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
 
 
 def usage_of(key: str, rtype: ResourceType, obj: dict[str, Any]) -> Fraction:
@@ -117,30 +136,33 @@ def namespace_usage(store: Store, namespace: str, key: str) -> Fraction:
     return sum((_pod_amount(pod, key) for pod in pods), Fraction(0))
 
 
-def check_admission(store: Store, rtype: ResourceType, obj: dict[str, Any],
-                    quotas: list[dict[str, Any]]) -> None:
+def check_admission(
+    store: Store, rtype: ResourceType, obj: dict[str, Any], quotas: list[dict[str, Any]]
+) -> None:
     """Raise 403 if creating ``obj`` would exceed any quota of its namespace."""
-    namespace = obj['metadata']['namespace']
+    namespace = obj["metadata"]["namespace"]
     for quota in quotas:
-        for key, hard in (quota.get('spec', {}).get('hard') or {}).items():
+        for key, hard in (quota.get("spec", {}).get("hard") or {}).items():
             requested = usage_of(key, rtype, obj)
             if not requested:
                 continue
             used = namespace_usage(store, namespace, key)
             limit = parse_quantity(hard)
             if used + requested > limit:
-                name = obj['metadata']['name']
+                name = obj["metadata"]["name"]
                 raise forbidden(
                     f'{rtype.describe()} "{name}" is forbidden: exceeded quota: '
-                    f'{quota["metadata"]["name"]}, requested: {key}={format_quantity(requested)}, '
-                    f'used: {key}={format_quantity(used)}, limited: {key}={hard}',
-                    name=name, kind=rtype.plural)
+                    f"{quota['metadata']['name']}, requested: {key}={format_quantity(requested)}, "
+                    f"used: {key}={format_quantity(used)}, limited: {key}={hard}",
+                    name=name,
+                    kind=rtype.plural,
+                )
 
 
 def quota_status(store: Store, namespace: str, quota: dict[str, Any]) -> dict[str, Any]:
-    hard = dict(quota.get('spec', {}).get('hard') or {})
+    hard = dict(quota.get("spec", {}).get("hard") or {})
     used = {key: format_quantity(namespace_usage(store, namespace, key)) for key in hard}
-    return {'hard': hard, 'used': used}
+    return {"hard": hard, "used": used}
 
 
 class QuotaController:
@@ -152,7 +174,7 @@ class QuotaController:
         store.listeners.append(self._on_event)
 
     def _on_event(self, event: WatchEvent) -> None:
-        namespace = event.obj['metadata'].get('namespace')
+        namespace = event.obj["metadata"].get("namespace")
         if namespace:
             self.dirty.add(namespace)
 
@@ -169,8 +191,8 @@ class QuotaController:
             namespace = self.dirty.pop()
             for quota in self.store.objects_in(namespace, QUOTA_GROUP_PLURAL):
                 status = quota_status(self.store, namespace, quota)
-                if quota.get('status') != status:
+                if quota.get("status") != status:
                     # Stored objects are immutable snapshots: write a deep copy.
-                    self.store.commit(rtype, quota, {**copy.deepcopy(quota), 'status': status})
+                    self.store.commit(rtype, quota, {**copy.deepcopy(quota), "status": status})
                     changed = True
         return changed

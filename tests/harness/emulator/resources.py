@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-VERBS = ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')
+VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ResourceType:
     plural: str
     kind: str
     namespaced: bool
-    singular: str = ''
+    singular: str = ""
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     has_status: bool = False
@@ -46,7 +46,7 @@ class ResourceType:
 
     @property
     def api_version(self) -> str:
-        return f'{self.group}/{self.version}' if self.group else self.version
+        return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
     def group_plural(self) -> tuple[str, str]:
@@ -57,84 +57,122 @@ class ResourceType:
     def subresources(self) -> tuple[str, ...]:
         names: list[str] = []
         if self.has_status:
-            names.append('status')
+            names.append("status")
         if self.scale is not None:
-            names.append('scale')
+            names.append("scale")
         names.extend(self.extra_subresources)
         return tuple(names)
 
     def describe(self) -> str:
-        return f'{self.plural}.{self.group}' if self.group else self.plural
+        return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
-def _core(plural: str, kind: str, *, namespaced: bool = True, short: tuple[str, ...] = (),
-          status: bool = False, extra: tuple[str, ...] = (), group: str = '',
-          version: str = 'v1') -> ResourceType:
-    return ResourceType(group=group, version=version, plural=plural, kind=kind,
-                        namespaced=namespaced, singular=kind.lower(), short_names=short,
-                        has_status=status, extra_subresources=extra)
+def _core(
+    plural: str,
+    kind: str,
+    *,
+    namespaced: bool = True,
+    short: tuple[str, ...] = (),
+    status: bool = False,
+    extra: tuple[str, ...] = (),
+    group: str = "",
+    version: str = "v1",
+) -> ResourceType:
+    return ResourceType(
+        group=group,
+        version=version,
+        plural=plural,
+        kind=kind,
+        namespaced=namespaced,
+        singular=kind.lower(),
+        short_names=short,
+        has_status=status,
+        extra_subresources=extra,
+    )
 
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
-    _core('namespaces', 'Namespace', namespaced=False, short=('ns',), status=True),
-    _core('pods', 'Pod', short=('po',), status=True, extra=('binding', 'log')),
-    _core('services', 'Service', short=('svc',), status=True),
-    _core('configmaps', 'ConfigMap', short=('cm',)),
-    _core('secrets', 'Secret'),
-    _core('events', 'Event', short=('ev',)),
-    _core('serviceaccounts', 'ServiceAccount', short=('sa',)),
-    _core('resourcequotas', 'ResourceQuota', short=('quota',), status=True),
-    _core('persistentvolumeclaims', 'PersistentVolumeClaim', short=('pvc',), status=True),
-    _core('nodes', 'Node', namespaced=False, short=('no',), status=True),
-    _core('events', 'Event', short=('ev',), group='events.k8s.io'),
-    _core('jobs', 'Job', status=True, group='batch'),
-    _core('networkpolicies', 'NetworkPolicy', short=('netpol',), group='networking.k8s.io'),
-    _core('roles', 'Role', group='rbac.authorization.k8s.io'),
-    _core('clusterroles', 'ClusterRole', namespaced=False, group='rbac.authorization.k8s.io'),
-    _core('rolebindings', 'RoleBinding', group='rbac.authorization.k8s.io'),
-    _core('clusterrolebindings', 'ClusterRoleBinding', namespaced=False,
-          group='rbac.authorization.k8s.io'),
-    _core('customresourcedefinitions', 'CustomResourceDefinition', namespaced=False,
-          short=('crd', 'crds'), status=True, group='apiextensions.k8s.io'),
+    _core("namespaces", "Namespace", namespaced=False, short=("ns",), status=True),
+    _core("pods", "Pod", short=("po",), status=True, extra=("binding", "log")),
+    _core("services", "Service", short=("svc",), status=True),
+    _core("configmaps", "ConfigMap", short=("cm",)),
+    _core("secrets", "Secret"),
+    _core("events", "Event", short=("ev",)),
+    _core("serviceaccounts", "ServiceAccount", short=("sa",)),
+    _core("resourcequotas", "ResourceQuota", short=("quota",), status=True),
+    _core("persistentvolumeclaims", "PersistentVolumeClaim", short=("pvc",), status=True),
+    _core("nodes", "Node", namespaced=False, short=("no",), status=True),
+    _core("events", "Event", short=("ev",), group="events.k8s.io"),
+    _core("jobs", "Job", status=True, group="batch"),
+    _core("networkpolicies", "NetworkPolicy", short=("netpol",), group="networking.k8s.io"),
+    _core("roles", "Role", group="rbac.authorization.k8s.io"),
+    _core("clusterroles", "ClusterRole", namespaced=False, group="rbac.authorization.k8s.io"),
+    _core("rolebindings", "RoleBinding", group="rbac.authorization.k8s.io"),
+    _core(
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        namespaced=False,
+        group="rbac.authorization.k8s.io",
+    ),
+    _core(
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+        short=("crd", "crds"),
+        status=True,
+        group="apiextensions.k8s.io",
+    ),
 )
 
-CRD_GROUP_PLURAL = ('apiextensions.k8s.io', 'customresourcedefinitions')
-NAMESPACE_GROUP_PLURAL = ('', 'namespaces')
-POD_GROUP_PLURAL = ('', 'pods')
+CRD_GROUP_PLURAL = ("apiextensions.k8s.io", "customresourcedefinitions")
+NAMESPACE_GROUP_PLURAL = ("", "namespaces")
+POD_GROUP_PLURAL = ("", "pods")
 
 
 def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
     """All served versions of a CRD as resource types (what the real server would serve)."""
-    spec = crd.get('spec', {})
-    names = spec.get('names', {})
-    group = spec['group']
-    namespaced = spec.get('scope', 'Namespaced') == 'Namespaced'
+    spec = crd.get("spec", {})
+    names = spec.get("names", {})
+    group = spec["group"]
+    namespaced = spec.get("scope", "Namespaced") == "Namespaced"
     result: list[ResourceType] = []
-    for version in spec.get('versions', []):
-        if not version.get('served', True):
+    for version in spec.get("versions", []):
+        if not version.get("served", True):
             continue
-        subresources = version.get('subresources') or {}
-        scale_raw = subresources.get('scale')
-        scale = ScaleSpec(
-            spec_replicas_path=scale_raw['specReplicasPath'],
-            status_replicas_path=scale_raw['statusReplicasPath'],
-            label_selector_path=scale_raw.get('labelSelectorPath'),
-        ) if scale_raw is not None else None
-        result.append(ResourceType(
-            group=group, version=version['name'], plural=names['plural'], kind=names['kind'],
-            namespaced=namespaced, singular=names.get('singular', names['kind'].lower()),
-            short_names=tuple(names.get('shortNames', [])),
-            categories=tuple(names.get('categories', [])),
-            has_status='status' in subresources, scale=scale,
-            schema=(version.get('schema') or {}).get('openAPIV3Schema'), custom=True,
-        ))
+        subresources = version.get("subresources") or {}
+        scale_raw = subresources.get("scale")
+        scale = (
+            ScaleSpec(
+                spec_replicas_path=scale_raw["specReplicasPath"],
+                status_replicas_path=scale_raw["statusReplicasPath"],
+                label_selector_path=scale_raw.get("labelSelectorPath"),
+            )
+            if scale_raw is not None
+            else None
+        )
+        result.append(
+            ResourceType(
+                group=group,
+                version=version["name"],
+                plural=names["plural"],
+                kind=names["kind"],
+                namespaced=namespaced,
+                singular=names.get("singular", names["kind"].lower()),
+                short_names=tuple(names.get("shortNames", [])),
+                categories=tuple(names.get("categories", [])),
+                has_status="status" in subresources,
+                scale=scale,
+                schema=(version.get("schema") or {}).get("openAPIV3Schema"),
+                custom=True,
+            )
+        )
     return result
 
 
 def storage_version(crd: dict[str, Any]) -> str | None:
-    for version in crd.get('spec', {}).get('versions', []):
-        if version.get('storage'):
-            return str(version['name'])
+    for version in crd.get("spec", {}).get("versions", []):
+        if version.get("storage"):
+            return str(version["name"])
     return None
 
 
@@ -157,7 +195,7 @@ class Registry:
         return self._types.get((group, version, plural))
 
     def find_kind(self, api_version: str, kind: str) -> ResourceType | None:
-        group, _, version = api_version.rpartition('/')
+        group, _, version = api_version.rpartition("/")
         for rtype in self._types.values():
             if rtype.group == group and rtype.version == version and rtype.kind == kind:
                 return rtype

@@ -17,8 +17,8 @@ from tests.harness.emulator.errors import bad_request
 
 Matcher = Callable[[Mapping[str, Any]], bool]
 
-_SET_RE = re.compile(r'^\s*(!?)\s*([^\s!=<>,()]+)\s*(?:(in|notin)\s*\(([^)]*)\))?\s*$')
-_CMP_RE = re.compile(r'^\s*([^\s!=<>,()]+)\s*(==|=|!=|>|<)\s*([^\s,()]*)\s*$')
+_SET_RE = re.compile(r"^\s*(!?)\s*([^\s!=<>,()]+)\s*(?:(in|notin)\s*\(([^)]*)\))?\s*$")
+_CMP_RE = re.compile(r"^\s*([^\s!=<>,()]+)\s*(==|=|!=|>|<)\s*([^\s,()]*)\s*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,13 +28,13 @@ class Requirement:
     values: frozenset[str] = frozenset()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        if self.op == 'exists':
+        if self.op == "exists":
             return self.key in labels
-        if self.op == '!exists':
+        if self.op == "!exists":
             return self.key not in labels
-        if self.op == 'in':
+        if self.op == "in":
             return self.key in labels and labels[self.key] in self.values
-        if self.op == 'notin':
+        if self.op == "notin":
             return self.key not in labels or labels[self.key] not in self.values
         value = labels.get(self.key)
         if value is None:
@@ -43,22 +43,22 @@ class Requirement:
             number, bound = int(value), int(next(iter(self.values)))
         except ValueError:
             return False
-        return number > bound if self.op == 'gt' else number < bound
+        return number > bound if self.op == "gt" else number < bound
 
 
 def _split_top_level(selector: str) -> list[str]:
     """Split by commas that are not inside `in (...)` parentheses."""
     parts: list[str] = []
     depth = 0
-    current = ''
+    current = ""
     for char in selector:
-        if char == '(':
+        if char == "(":
             depth += 1
-        elif char == ')':
+        elif char == ")":
             depth -= 1
-        if char == ',' and depth == 0:
+        if char == "," and depth == 0:
             parts.append(current)
-            current = ''
+            current = ""
         else:
             current += char
     if current.strip():
@@ -68,63 +68,71 @@ def _split_top_level(selector: str) -> list[str]:
 
 def parse_label_selector(selector: str) -> list[Requirement]:
     requirements: list[Requirement] = []
-    for part in _split_top_level(selector or ''):
+    for part in _split_top_level(selector or ""):
         if match := _CMP_RE.match(part):
             key, op, value = match.groups()
-            if op in ('=', '=='):
-                requirements.append(Requirement(key, 'in', frozenset({value})))
-            elif op == '!=':
-                requirements.append(Requirement(key, 'notin', frozenset({value})))
+            if op in ("=", "=="):
+                requirements.append(Requirement(key, "in", frozenset({value})))
+            elif op == "!=":
+                requirements.append(Requirement(key, "notin", frozenset({value})))
             else:
-                if not value.lstrip('-').isdigit():
-                    raise bad_request(f'unable to parse requirement: for {op!r} operator, '
-                                      f'the value must be an integer: {part!r}')
-                requirements.append(Requirement(key, 'gt' if op == '>' else 'lt',
-                                                frozenset({value})))
+                if not value.lstrip("-").isdigit():
+                    raise bad_request(
+                        f"unable to parse requirement: for {op!r} operator, "
+                        f"the value must be an integer: {part!r}"
+                    )
+                requirements.append(
+                    Requirement(key, "gt" if op == ">" else "lt", frozenset({value}))
+                )
         elif match := _SET_RE.match(part):
             negated, key, op, values = match.groups()
             if op is not None:
                 if negated:
-                    raise bad_request(f'unable to parse requirement: {part!r}')
-                items = frozenset(v.strip() for v in values.split(',') if v.strip())
+                    raise bad_request(f"unable to parse requirement: {part!r}")
+                items = frozenset(v.strip() for v in values.split(",") if v.strip())
                 requirements.append(Requirement(key, op, items))
             else:
-                requirements.append(Requirement(key, '!exists' if negated else 'exists'))
+                requirements.append(Requirement(key, "!exists" if negated else "exists"))
         else:
-            raise bad_request(f'unable to parse requirement: {part!r}')
+            raise bad_request(f"unable to parse requirement: {part!r}")
     return requirements
 
 
 def selector_from_dict(selector: Mapping[str, Any]) -> list[Requirement]:
     """A `metav1.LabelSelector` (matchLabels + matchExpressions) as requirements."""
-    requirements = [Requirement(k, 'in', frozenset({str(v)}))
-                    for k, v in (selector.get('matchLabels') or {}).items()]
-    operators = {'In': 'in', 'NotIn': 'notin', 'Exists': 'exists', 'DoesNotExist': '!exists'}
-    for expr in selector.get('matchExpressions') or []:
-        requirements.append(Requirement(expr['key'], operators[expr['operator']],
-                                        frozenset(expr.get('values') or [])))
+    requirements = [
+        Requirement(k, "in", frozenset({str(v)}))
+        for k, v in (selector.get("matchLabels") or {}).items()
+    ]
+    operators = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!exists"}
+    for expr in selector.get("matchExpressions") or []:
+        requirements.append(
+            Requirement(
+                expr["key"], operators[expr["operator"]], frozenset(expr.get("values") or [])
+            )
+        )
     return requirements
 
 
 def format_selector(requirements: list[Requirement]) -> str:
     parts: list[str] = []
     for req in requirements:
-        if req.op == 'exists':
+        if req.op == "exists":
             parts.append(req.key)
-        elif req.op == '!exists':
-            parts.append(f'!{req.key}')
-        elif req.op == 'in' and len(req.values) == 1:
-            parts.append(f'{req.key}={next(iter(req.values))}')
+        elif req.op == "!exists":
+            parts.append(f"!{req.key}")
+        elif req.op == "in" and len(req.values) == 1:
+            parts.append(f"{req.key}={next(iter(req.values))}")
         else:
-            parts.append(f'{req.key} {req.op} ({",".join(sorted(req.values))})')
-    return ','.join(parts)
+            parts.append(f"{req.key} {req.op} ({','.join(sorted(req.values))})")
+    return ",".join(parts)
 
 
 def label_matcher(selector: str | None) -> Matcher:
-    requirements = parse_label_selector(selector or '')
+    requirements = parse_label_selector(selector or "")
 
     def matches(obj: Mapping[str, Any]) -> bool:
-        labels = obj.get('metadata', {}).get('labels') or {}
+        labels = obj.get("metadata", {}).get("labels") or {}
         return all(req.matches(labels) for req in requirements)
 
     return matches
@@ -132,25 +140,25 @@ def label_matcher(selector: str | None) -> Matcher:
 
 def _lookup(obj: Mapping[str, Any], path: str) -> str:
     value: Any = obj
-    for key in path.split('.'):
+    for key in path.split("."):
         if not isinstance(value, Mapping):
-            return ''
+            return ""
         value = value.get(key)
     if value is None:
-        return ''
+        return ""
     if isinstance(value, bool):
-        return 'true' if value else 'false'
+        return "true" if value else "false"
     return str(value)
 
 
 def field_matcher(selector: str | None) -> Matcher:
     checks: list[tuple[str, bool, str]] = []  # (path, must_equal, value)
-    for part in _split_top_level(selector or ''):
-        match = re.match(r'^\s*([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*?)\s*$', part)
+    for part in _split_top_level(selector or ""):
+        match = re.match(r"^\s*([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*?)\s*$", part)
         if match is None:
-            raise bad_request(f'invalid field selector: {part!r}')
+            raise bad_request(f"invalid field selector: {part!r}")
         path, op, value = match.groups()
-        checks.append((path, op != '!=', value))
+        checks.append((path, op != "!=", value))
 
     def matches(obj: Mapping[str, Any]) -> bool:
         return all((_lookup(obj, path) == value) == must for path, must, value in checks)

@@ -36,8 +36,8 @@ from tests.harness.emulator.patching import MERGE_PATCH
 from tests.harness.emulator.resources import ResourceType
 from tests.harness.emulator.store import Obj, Validator
 
-T = TypeVar('T')
-DEFAULT_NAMESPACES = ('default', 'kube-system', 'kube-public', 'kube-node-lease')
+T = TypeVar("T")
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 @attrs.define(kw_only=True)
@@ -66,7 +66,7 @@ class EmulatorHandler(kmock.RawHandler):
 
     async def _parse(self, raw: aiohttp.web.BaseRequest) -> kmock.Request:
         body = await raw.read()
-        text = body.decode(errors='replace')
+        text = body.decode(errors="replace")
         try:
             data = json.loads(body) if body else None
         except ValueError:
@@ -74,20 +74,36 @@ class EmulatorHandler(kmock.RawHandler):
         route = parse_route(raw.path)
         resource = namespace = name = subresource = action = None
         if route is not None and route.plural is not None:
-            resource = kmock.resource(group=route.group, version=route.version,
-                                      plural=route.plural)
+            resource = kmock.resource(group=route.group, version=route.version, plural=route.plural)
             namespace, name, subresource = route.namespace, route.name, route.subresource
-            watching = raw.method == 'GET' and raw.query.get('watch') in ('true', '1')
-            action = (kmock.action.WATCH if watching else
-                      {'GET': kmock.action.FETCH if name else kmock.action.LIST,
-                       'POST': None if name else kmock.action.CREATE,
-                       'PATCH': kmock.action.UPDATE, 'PUT': kmock.action.UPDATE,
-                       'DELETE': kmock.action.DELETE}.get(raw.method))
+            watching = raw.method == "GET" and raw.query.get("watch") in ("true", "1")
+            action = (
+                kmock.action.WATCH
+                if watching
+                else {
+                    "GET": kmock.action.FETCH if name else kmock.action.LIST,
+                    "POST": None if name else kmock.action.CREATE,
+                    "PATCH": kmock.action.UPDATE,
+                    "PUT": kmock.action.UPDATE,
+                    "DELETE": kmock.action.DELETE,
+                }.get(raw.method)
+            )
         return kmock.Request(
-            id=len(self._requests), raw_request=raw, url=raw.url, method=raw.method,
-            params=dict(raw.query), headers=dict(raw.headers), cookies=dict(raw.cookies),
-            data=data, body=body, text=text, action=action, resource=resource,
-            namespace=namespace, name=name, subresource=subresource,
+            id=len(self._requests),
+            raw_request=raw,
+            url=raw.url,
+            method=raw.method,
+            params=dict(raw.query),
+            headers=dict(raw.headers),
+            cookies=dict(raw.cookies),
+            data=data,
+            body=body,
+            text=text,
+            action=action,
+            resource=resource,
+            namespace=namespace,
+            name=name,
+            subresource=subresource,
         )
 
     @override
@@ -114,12 +130,20 @@ class EmulatorHandler(kmock.RawHandler):
         else:
             # A bug in the emulator (or an exception injected by a test reaction): a 500 with
             # the traceback, remembered so that the server can report it at exit.
-            self.internal_errors.append(''.join(traceback.format_exception(exc)))
+            self.internal_errors.append("".join(traceback.format_exception(exc)))
             code = 500
-            body = {'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Failure',
-                    'reason': 'InternalError', 'code': 500, 'message': repr(exc)}
-        return aiohttp.web.Response(body=json.dumps(body).encode(), status=code,
-                                    content_type='application/json')
+            body = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "reason": "InternalError",
+                "code": 500,
+                "message": repr(exc),
+            }
+        return aiohttp.web.Response(
+            body=json.dumps(body).encode(), status=code, content_type="application/json"
+        )
 
 
 class KubeEmulatorServer:
@@ -139,7 +163,7 @@ class KubeEmulatorServer:
         *,
         crds: Iterable[str | pathlib.Path] = (),
         namespaces: Iterable[str] = DEFAULT_NAMESPACES,
-        host: str = '127.0.0.1',
+        host: str = "127.0.0.1",
         port: int = 0,
         workdir: str | pathlib.Path | None = None,
         validators: Iterable[Validator] = (),
@@ -160,43 +184,45 @@ class KubeEmulatorServer:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self.port = 0
-        self.workdir = pathlib.Path('.')
+        self.workdir = pathlib.Path(".")
 
     # ----- lifecycle ------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        return f'http://{self._host}:{self.port}'
+        return f"http://{self._host}:{self.port}"
 
     @property
     def kubeconfig_path(self) -> pathlib.Path:
-        return self.workdir / 'kubeconfig'
+        return self.workdir / "kubeconfig"
 
     def __enter__(self) -> KubeEmulatorServer:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def start(self) -> None:
         if self._workdir_arg is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix='kube-emulator-')
+            self._tmp = tempfile.TemporaryDirectory(prefix="kube-emulator-")
             self.workdir = pathlib.Path(self._tmp.name)
         else:
             self.workdir = pathlib.Path(self._workdir_arg)
             self.workdir.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._run, name='kube-emulator', daemon=True)
+        self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._startup_error is not None:
-            raise RuntimeError('the emulated API server failed to start') \
-                from self._startup_error
+            raise RuntimeError("the emulated API server failed to start") from self._startup_error
         self._write_kubeconfig()
         for namespace in self._namespaces:
-            self.create({'apiVersion': 'v1', 'kind': 'Namespace',
-                         'metadata': {'name': namespace}})
+            self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         for source in self._crd_sources:
             self.load_crds(source)
 
@@ -245,12 +271,17 @@ class KubeEmulatorServer:
 
     def _write_kubeconfig(self) -> None:
         config = {
-            'apiVersion': 'v1', 'kind': 'Config',
-            'clusters': [{'name': 'emulator', 'cluster': {'server': self.url}}],
-            'users': [{'name': 'emulator', 'user': {'token': 'emulator-token'}}],
-            'contexts': [{'name': 'emulator', 'context': {
-                'cluster': 'emulator', 'user': 'emulator', 'namespace': 'default'}}],
-            'current-context': 'emulator',
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "emulator", "user": {"token": "emulator-token"}}],
+            "contexts": [
+                {
+                    "name": "emulator",
+                    "context": {"cluster": "emulator", "user": "emulator", "namespace": "default"},
+                }
+            ],
+            "current-context": "emulator",
         }
         self.kubeconfig_path.write_text(yaml.safe_dump(config))
 
@@ -284,13 +315,14 @@ class KubeEmulatorServer:
     def _rtype(self, api_version: str, kind: str) -> ResourceType:
         rtype = self.emulator.registry.find_kind(api_version, kind)
         if rtype is None:
-            raise LookupError(f'the emulator serves no {kind} in {api_version}')
+            raise LookupError(f"the emulator serves no {kind} in {api_version}")
         return rtype
 
     def create(self, obj: Obj) -> Obj:
-        rtype = self._rtype(obj['apiVersion'], obj['kind'])
-        namespace = obj.get('metadata', {}).get('namespace') or \
-            ('default' if rtype.namespaced else None)
+        rtype = self._rtype(obj["apiVersion"], obj["kind"])
+        namespace = obj.get("metadata", {}).get("namespace") or (
+            "default" if rtype.namespaced else None
+        )
         return self.call(lambda: self.emulator.store.create(rtype, namespace, obj))
 
     def apply(self, obj: Obj) -> Obj:
@@ -300,30 +332,40 @@ class KubeEmulatorServer:
         finalizers and annotations, status) is kept. Unlike it, a field removed from the
         manifest is not removed from the object (there is no last-applied record).
         """
-        rtype = self._rtype(obj['apiVersion'], obj['kind'])
-        meta = obj.get('metadata', {})
-        namespace = meta.get('namespace') or ('default' if rtype.namespaced else None)
+        rtype = self._rtype(obj["apiVersion"], obj["kind"])
+        meta = obj.get("metadata", {})
+        namespace = meta.get("namespace") or ("default" if rtype.namespaced else None)
 
         def run() -> Obj:
             store = self.emulator.store
-            existing = store.find(rtype.group_plural, namespace, meta['name'])
+            existing = store.find(rtype.group_plural, namespace, meta["name"])
             if existing is None:
                 return store.create(rtype, namespace, obj)
-            return store.patch(rtype, namespace, meta['name'], obj, MERGE_PATCH)
+            return store.patch(rtype, namespace, meta["name"], obj, MERGE_PATCH)
 
         return self.call(run)
 
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None
-            ) -> Obj | None:
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None:
         rtype = self._rtype(api_version, kind)
-        return self.call(lambda: self.emulator.store.find(
-            rtype.group_plural, namespace if rtype.namespaced else None, name))
+        return self.call(
+            lambda: self.emulator.store.find(
+                rtype.group_plural, namespace if rtype.namespaced else None, name
+            )
+        )
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None,
-             label_selector: str | None = None) -> builtins.list[Obj]:
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> builtins.list[Obj]:
         rtype = self._rtype(api_version, kind)
-        return self.call(lambda: self.emulator.store.list(
-            rtype, namespace, label_selector=label_selector))
+        return self.call(
+            lambda: self.emulator.store.list(rtype, namespace, label_selector=label_selector)
+        )
 
     def dump(self) -> str:
         """All stored objects as YAML documents, for a test to show when it fails."""
@@ -333,8 +375,9 @@ class KubeEmulatorServer:
     def apply_yaml(self, path: str | pathlib.Path) -> builtins.list[Obj]:
         """Apply every document of a YAML file (or every *.yaml file of a directory)."""
         path = pathlib.Path(path)
-        files = sorted(path.glob('*.yaml')) + sorted(path.glob('*.yml')) if path.is_dir() \
-            else [path]
+        files = (
+            sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml")) if path.is_dir() else [path]
+        )
         result: builtins.list[Obj] = []
         for file in files:
             for doc in yaml.safe_load_all(file.read_text()):

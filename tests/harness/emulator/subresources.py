@@ -18,7 +18,7 @@ from tests.harness.emulator.store import Obj, Store
 
 
 def get_path(obj: Any, path: str) -> Any:
-    for key in path.strip('.').split('.'):
+    for key in path.strip(".").split("."):
         if not isinstance(obj, dict):
             return None
         obj = obj.get(key)
@@ -26,7 +26,7 @@ def get_path(obj: Any, path: str) -> Any:
 
 
 def set_path(obj: dict[str, Any], path: str, value: Any) -> None:
-    keys = path.strip('.').split('.')
+    keys = path.strip(".").split(".")
     for key in keys[:-1]:
         obj = obj.setdefault(key, {})
     obj[keys[-1]] = value
@@ -34,34 +34,41 @@ def set_path(obj: dict[str, Any], path: str, value: Any) -> None:
 
 def scale_of(rtype: ResourceType, obj: Obj) -> dict[str, Any]:
     assert rtype.scale is not None
-    meta = obj['metadata']
-    status: dict[str, Any] = {'replicas': get_path(obj, rtype.scale.status_replicas_path) or 0}
+    meta = obj["metadata"]
+    status: dict[str, Any] = {"replicas": get_path(obj, rtype.scale.status_replicas_path) or 0}
     if rtype.scale.label_selector_path:
         selector = get_path(obj, rtype.scale.label_selector_path)
         if selector is not None:
-            status['selector'] = selector
+            status["selector"] = selector
     return {
-        'kind': 'Scale', 'apiVersion': 'autoscaling/v1',
-        'metadata': {k: meta[k] for k in ('name', 'namespace', 'uid', 'resourceVersion',
-                                          'creationTimestamp') if k in meta},
-        'spec': {'replicas': get_path(obj, rtype.scale.spec_replicas_path) or 0},
-        'status': status,
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": get_path(obj, rtype.scale.spec_replicas_path) or 0},
+        "status": status,
     }
 
 
 def write_scale(store: Store, rtype: ResourceType, obj: Obj, desired: Any) -> dict[str, Any]:
     assert rtype.scale is not None
-    name = obj['metadata']['name']
+    name = obj["metadata"]["name"]
     if not isinstance(desired, dict):
-        raise bad_request('the body of the request must be a Scale object')
-    sent_rv = (desired.get('metadata') or {}).get('resourceVersion')
-    if sent_rv and sent_rv != obj['metadata']['resourceVersion']:
+        raise bad_request("the body of the request must be a Scale object")
+    sent_rv = (desired.get("metadata") or {}).get("resourceVersion")
+    if sent_rv and sent_rv != obj["metadata"]["resourceVersion"]:
         raise conflict(rtype.plural, name, rtype.group)
-    replicas = (desired.get('spec') or {}).get('replicas')
+    replicas = (desired.get("spec") or {}).get("replicas")
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        raise invalid('Scale', name, [('spec.replicas', f'Invalid value: {replicas!r}: must '
-                                                        'be greater than or equal to 0')],
-                      group='autoscaling')
+        raise invalid(
+            "Scale",
+            name,
+            [("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")],
+            group="autoscaling",
+        )
     new = copy.deepcopy(obj)
     set_path(new, rtype.scale.spec_replicas_path, replicas)
     return scale_of(rtype, store.commit(rtype, obj, new))

@@ -2,4 +2,4 @@
 
 from tests.harness.kubelet.kubelet import ProcessKubelet
 
-__all__ = ['ProcessKubelet']
+__all__ = ["ProcessKubelet"]

@@ -34,7 +34,7 @@ from tests.harness.kubelet.client import ApiStatusError, KubeClient
 from tests.harness.kubelet.jobs import JobController
 from tests.harness.kubelet.pods import PodWorker, now
 
-logger = logging.getLogger('tests.harness.kubelet')
+logger = logging.getLogger("tests.harness.kubelet")
 
 
 class ProcessKubelet:
@@ -42,7 +42,7 @@ class ProcessKubelet:
         self,
         api: KubeEmulatorServer | str,
         *,
-        node_name: str = 'process-node',
+        node_name: str = "process-node",
         node_labels: Mapping[str, str] | None = None,
         enforce_node_selector: bool = False,
         log_dir: str | pathlib.Path | None = None,
@@ -52,7 +52,7 @@ class ProcessKubelet:
         inherit_env: bool = True,
         fake_ready: bool = False,
         run_jobs: bool = True,
-        first_ip: str = '127.0.1.1',
+        first_ip: str = "127.0.1.1",
         backoff_base: float = 0.2,
         backoff_max: float = 5.0,
         probe_period_cap: float | None = None,
@@ -68,7 +68,7 @@ class ProcessKubelet:
         self._unschedulable: set[str] = set()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if log_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix='process-kubelet-')
+            self._tmp = tempfile.TemporaryDirectory(prefix="process-kubelet-")
             log_dir = self._tmp.name
         self.log_dir = pathlib.Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +78,7 @@ class ProcessKubelet:
         self.inherit_env = inherit_env
         self.fake_ready = fake_ready
         self.run_jobs = run_jobs
-        self.host_ip = '127.0.0.1'
+        self.host_ip = "127.0.0.1"
         self._first_ip = self._next_ip = ipaddress.IPv4Address(first_ip)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -102,12 +102,12 @@ class ProcessKubelet:
     def base_env(self) -> dict[str, str]:
         """What every container starts from: this process's env (PATH, the virtualenv) when
         ``inherit_env``, since the processes run on this machine rather than in an image."""
-        base = dict(os.environ) if self.inherit_env else {'PATH': os.environ.get('PATH', '')}
+        base = dict(os.environ) if self.inherit_env else {"PATH": os.environ.get("PATH", "")}
         # Console scripts of this interpreter's environment (hearth-server, ...) come first,
         # even when the tests run as `.venv/bin/python -m pytest` without an activated venv.
         bin_dir = str(pathlib.Path(sys.executable).parent)
-        base['PATH'] = os.pathsep.join([bin_dir, base.get('PATH', '')])
-        base.setdefault('PYTHON', sys.executable)
+        base["PATH"] = os.pathsep.join([bin_dir, base.get("PATH", "")])
+        base.setdefault("PYTHON", sys.executable)
         base.update(self.extra_env)
         return base
 
@@ -116,9 +116,9 @@ class ProcessKubelet:
         image, then without the tag or digest."""
         if image in self.image_commands:
             return self.image_commands[image]
-        name = image.split('@', 1)[0]
-        if ':' in name.rsplit('/', 1)[-1]:
-            name = name.rsplit(':', 1)[0]
+        name = image.split("@", 1)[0]
+        if ":" in name.rsplit("/", 1)[-1]:
+            name = name.rsplit(":", 1)[0]
         return self.image_commands.get(name)
 
     def allocate_ip(self) -> str:
@@ -127,9 +127,9 @@ class ProcessKubelet:
         65,000 of them), so a new pod is never mistaken for a deleted one by its IP."""
         address = self._next_ip
         self._next_ip += 1
-        while str(self._next_ip).endswith(('.0', '.255')):
+        while str(self._next_ip).endswith((".0", ".255")):
             self._next_ip += 1
-        if self._next_ip >= ipaddress.IPv4Address('127.255.255.255'):
+        if self._next_ip >= ipaddress.IPv4Address("127.255.255.255"):
             self._next_ip = self._first_ip
         return str(address)
 
@@ -139,16 +139,20 @@ class ProcessKubelet:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name='process-kubelet', daemon=True)
+        self._thread = threading.Thread(target=self._run, name="process-kubelet", daemon=True)
         self._thread.start()
         self._ready.wait(30)
         if self.error is not None:
-            raise RuntimeError('the process kubelet failed to start') from self.error
+            raise RuntimeError("the process kubelet failed to start") from self.error
         if isinstance(self.api, KubeEmulatorServer):
             self.api.emulator.log_source = self.read_log
 
@@ -158,8 +162,10 @@ class ProcessKubelet:
         if self._thread is not None:
             self._thread.join(timeout=60)
             self._thread = None
-        if isinstance(self.api, KubeEmulatorServer) and \
-                self.api.emulator.log_source == self.read_log:
+        if (
+            isinstance(self.api, KubeEmulatorServer)
+            and self.api.emulator.log_source == self.read_log
+        ):
             self.api.emulator.log_source = None
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -197,8 +203,7 @@ class ProcessKubelet:
                 for task in list(self._background):
                     task.cancel()
                 await asyncio.gather(*self._background, return_exceptions=True)
-                await asyncio.gather(*(worker.terminate(1.0, report=False)
-                                       for worker in everyone))
+                await asyncio.gather(*(worker.terminate(1.0, report=False) for worker in everyone))
                 self.workers.clear()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -207,13 +212,20 @@ class ProcessKubelet:
         task.add_done_callback(self._background.discard)
 
     async def _register_node(self) -> None:
-        node = {'apiVersion': 'v1', 'kind': 'Node', 'metadata': {
-            'name': self.node_name, 'labels': {'kubernetes.io/hostname': self.node_name,
-                                               **self.node_labels}},
-            'status': {'addresses': [{'type': 'InternalIP', 'address': self.host_ip}],
-                       'conditions': [{'type': 'Ready', 'status': 'True'}]}}
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {"kubernetes.io/hostname": self.node_name, **self.node_labels},
+            },
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": self.host_ip}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+            },
+        }
         try:
-            await self.client.request('POST', '/api/v1/nodes', node)
+            await self.client.request("POST", "/api/v1/nodes", node)
         except ApiStatusError as exc:
             if exc.status != 409:
                 raise
@@ -222,52 +234,51 @@ class ProcessKubelet:
         """List, then watch from the list's resourceVersion; relist when the watch ends."""
         while True:
             try:
-                listing = await self.client.get('/api/v1/pods')
-                for pod in listing['items']:
-                    await self._on_pod('ADDED', pod)
-                rv = listing['metadata']['resourceVersion']
+                listing = await self.client.get("/api/v1/pods")
+                for pod in listing["items"]:
+                    await self._on_pod("ADDED", pod)
+                rv = listing["metadata"]["resourceVersion"]
                 while True:
-                    async for event in self.client.watch('/api/v1/pods',
-                                                         {'resourceVersion': rv}):
-                        if event['type'] == 'ERROR':
-                            raise ApiStatusError(event['object'].get('code', 500), str(event))
-                        rv = event['object']['metadata']['resourceVersion']
-                        await self._on_pod(event['type'], event['object'])
+                    async for event in self.client.watch("/api/v1/pods", {"resourceVersion": rv}):
+                        if event["type"] == "ERROR":
+                            raise ApiStatusError(event["object"].get("code", 500), str(event))
+                        rv = event["object"]["metadata"]["resourceVersion"]
+                        await self._on_pod(event["type"], event["object"])
             except asyncio.CancelledError:
                 raise
             except (ApiStatusError, aiohttp.ClientError, OSError) as exc:
-                self.logger.info('pod watch interrupted (%s); relisting', exc)
+                self.logger.info("pod watch interrupted (%s); relisting", exc)
                 await asyncio.sleep(0.2)
             except Exception:
                 # A bug here must not silently stop all pods from being run: log and relist.
-                self.logger.exception('pod handling failed; relisting')
+                self.logger.exception("pod handling failed; relisting")
                 await asyncio.sleep(0.2)
 
     async def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
-        meta = pod['metadata']
-        uid = meta['uid']
+        meta = pod["metadata"]
+        uid = meta["uid"]
         worker = self.workers.get(uid)
-        if kind == 'DELETED':
+        if kind == "DELETED":
             if worker is not None and not worker.terminating:
                 # Force-deleted (or deleted elsewhere) while running: stop it at once.
                 worker.terminating = True
                 self._spawn(self._finish(worker, 0, delete=False))
             return
-        node = pod.get('spec', {}).get('nodeName')
+        node = pod.get("spec", {}).get("nodeName")
         if node and node != self.node_name:
             return
         if worker is not None:
             worker.pod = pod
-            if meta.get('deletionTimestamp') and not worker.terminating:
-                grace = float(meta.get('deletionGracePeriodSeconds') or 0)
+            if meta.get("deletionTimestamp") and not worker.terminating:
+                grace = float(meta.get("deletionGracePeriodSeconds") or 0)
                 worker.terminating = True
                 self._spawn(self._finish(worker, grace, delete=True))
             return
-        if pod.get('status', {}).get('phase') in ('Succeeded', 'Failed'):
-            if meta.get('deletionTimestamp'):
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            if meta.get("deletionTimestamp"):
                 await self._delete(pod)
             return
-        if meta.get('deletionTimestamp'):
+        if meta.get("deletionTimestamp"):
             await self._delete(pod)  # never started here: nothing to stop
             return
         if not node and not self._fits(pod):
@@ -287,33 +298,43 @@ class ProcessKubelet:
         """The scheduler's node-selector check, when asked for (``enforce_node_selector``)."""
         if not self.enforce_node_selector:
             return True
-        labels = {'kubernetes.io/hostname': self.node_name, **self.node_labels}
-        wanted = pod.get('spec', {}).get('nodeSelector') or {}
+        labels = {"kubernetes.io/hostname": self.node_name, **self.node_labels}
+        wanted = pod.get("spec", {}).get("nodeSelector") or {}
         return all(labels.get(key) == value for key, value in wanted.items())
 
     async def _report_unschedulable(self, pod: dict[str, Any]) -> None:
         """What the scheduler reports for a pod no node fits: it stays Pending."""
-        meta = pod['metadata']
-        if meta['uid'] in self._unschedulable:
+        meta = pod["metadata"]
+        if meta["uid"] in self._unschedulable:
             return
-        self._unschedulable.add(meta['uid'])
-        condition = {'type': 'PodScheduled', 'status': 'False', 'reason': 'Unschedulable',
-                     'lastProbeTime': None, 'lastTransitionTime': now(),
-                     'message': "0/1 nodes are available: 1 node(s) didn't match Pod's node "
-                                'affinity/selector.'}
+        self._unschedulable.add(meta["uid"])
+        condition = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "lastProbeTime": None,
+            "lastTransitionTime": now(),
+            "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node "
+            "affinity/selector.",
+        }
         with contextlib.suppress(ApiStatusError):
             await self.client.merge_patch(
                 f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
-                {'status': {'phase': 'Pending', 'conditions': [condition]}})
+                {"status": {"phase": "Pending", "conditions": [condition]}},
+            )
 
     async def _bind(self, pod: dict[str, Any]) -> bool:
-        meta = pod['metadata']
-        body = {'apiVersion': 'v1', 'kind': 'Binding', 'metadata': {'name': meta['name']},
-                'target': {'apiVersion': 'v1', 'kind': 'Node', 'name': self.node_name}}
+        meta = pod["metadata"]
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+        }
         try:
             await self.client.request(
-                'POST', f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/binding",
-                body)
+                "POST", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/binding", body
+            )
         except ApiStatusError as exc:
             if exc.status in (404, 409):
                 return False  # deleted meanwhile, or bound elsewhere
@@ -323,16 +344,16 @@ class ProcessKubelet:
     async def _report_fake_ready(self, worker: PodWorker) -> None:
         for run in worker.runs:
             run.ready = run.started = True
-            run.state = {'running': {'startedAt': now()}}
+            run.state = {"running": {"startedAt": now()}}
             run.process = None
         worker.initialized = True
         status = worker.status()
-        status['phase'] = 'Running'
-        for condition in status['conditions']:
-            condition['status'] = 'True'
-            condition.pop('reason', None)
+        status["phase"] = "Running"
+        for condition in status["conditions"]:
+            condition["status"] = "True"
+            condition.pop("reason", None)
         with contextlib.suppress(ApiStatusError):
-            await self.client.merge_patch(f'{worker.path}/status', {'status': status})
+            await self.client.merge_patch(f"{worker.path}/status", {"status": status})
 
     async def _finish(self, worker: PodWorker, grace: float, *, delete: bool) -> None:
         try:
@@ -341,33 +362,40 @@ class ProcessKubelet:
                 await self._delete(worker.pod)
         finally:
             self.workers.pop(worker.uid, None)
-            if not any(run.process is not None and run.process.returncode is None
-                       for run in worker.runs + worker.init_runs):
+            if not any(
+                run.process is not None and run.process.returncode is None
+                for run in worker.runs + worker.init_runs
+            ):
                 with contextlib.suppress(ValueError):
                     self._started.remove(worker)
 
     async def _delete(self, pod: dict[str, Any]) -> None:
         """What a kubelet does once containers are gone: delete with grace 0 (and the uid as a
         precondition, so that a new pod with the same name is never hit)."""
-        meta = pod['metadata']
-        body = {'kind': 'DeleteOptions', 'apiVersion': 'v1', 'gracePeriodSeconds': 0,
-                'preconditions': {'uid': meta['uid']}}
+        meta = pod["metadata"]
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": meta["uid"]},
+        }
         with contextlib.suppress(ApiStatusError):
             await self.client.request(
-                'DELETE', f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body)
+                "DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body
+            )
 
     # ----- logs ---------------------------------------------------------------------------------
 
     def read_log(self, namespace: str, pod: str, container: str | None = None) -> str | None:
-        pattern = f'{namespace}_{pod}_{container}.log' if container else f'{namespace}_{pod}_*.log'
+        pattern = f"{namespace}_{pod}_{container}.log" if container else f"{namespace}_{pod}_*.log"
         files = sorted(self.log_dir.glob(pattern))
         if not files:
             return None
-        return ''.join(file.read_text(errors='replace') for file in files)
+        return "".join(file.read_text(errors="replace") for file in files)
 
     def dump_logs(self) -> str:
         """All container logs, for showing when a test fails."""
         parts = []
-        for file in sorted(self.log_dir.glob('*.log')):
-            parts.append(f'===== {file.name} =====\n{file.read_text(errors="replace")}')
-        return '\n'.join(parts)
+        for file in sorted(self.log_dir.glob("*.log")):
+            parts.append(f"===== {file.name} =====\n{file.read_text(errors='replace')}")
+        return "\n".join(parts)

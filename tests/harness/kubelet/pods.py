@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def exit_code(returncode: int) -> int:
@@ -48,7 +48,8 @@ class ContainerRun:
     process: asyncio.subprocess.Process | None = None
     restart_count: int = 0
     state: dict[str, Any] = dataclasses.field(
-        default_factory=lambda: {'waiting': {'reason': 'ContainerCreating'}})
+        default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}}
+    )
     last_state: dict[str, Any] = dataclasses.field(default_factory=dict)
     ready: bool = False
     started: bool = False
@@ -57,14 +58,19 @@ class ContainerRun:
 
     @property
     def name(self) -> str:
-        return str(self.spec['name'])
+        return str(self.spec["name"])
 
     def status(self) -> dict[str, Any]:
         return {
-            'name': self.name, 'image': self.spec.get('image', ''), 'imageID': '',
-            'containerID': f'process://{self.process.pid}' if self.process else '',
-            'ready': self.ready, 'started': self.started, 'restartCount': self.restart_count,
-            'state': self.state, 'lastState': self.last_state,
+            "name": self.name,
+            "image": self.spec.get("image", ""),
+            "imageID": "",
+            "containerID": f"process://{self.process.pid}" if self.process else "",
+            "ready": self.ready,
+            "started": self.started,
+            "restartCount": self.restart_count,
+            "state": self.state,
+            "lastState": self.last_state,
         }
 
 
@@ -73,13 +79,13 @@ class PodWorker:
         self.kubelet = kubelet
         self.pod = pod
         self.pod_ip = pod_ip
-        self.namespace: str = pod['metadata']['namespace']
-        self.name: str = pod['metadata']['name']
-        self.uid: str = pod['metadata']['uid']
-        spec = pod.get('spec', {})
-        self.restart_policy: str = spec.get('restartPolicy', 'Always')
-        self.init_runs = [ContainerRun(c, init=True) for c in spec.get('initContainers') or []]
-        self.runs = [ContainerRun(c) for c in spec.get('containers') or []]
+        self.namespace: str = pod["metadata"]["namespace"]
+        self.name: str = pod["metadata"]["name"]
+        self.uid: str = pod["metadata"]["uid"]
+        spec = pod.get("spec", {})
+        self.restart_policy: str = spec.get("restartPolicy", "Always")
+        self.init_runs = [ContainerRun(c, init=True) for c in spec.get("initContainers") or []]
+        self.runs = [ContainerRun(c) for c in spec.get("containers") or []]
         self.start_time = now()
         self.terminating = False
         self.initialized = not self.init_runs
@@ -95,54 +101,62 @@ class PodWorker:
 
     @property
     def path(self) -> str:
-        return f'/api/v1/namespaces/{self.namespace}/pods/{self.name}'
+        return f"/api/v1/namespaces/{self.namespace}/pods/{self.name}"
 
     def log_path(self, container: str) -> pathlib.Path:
-        return self.kubelet.log_dir / f'{self.namespace}_{self.name}_{container}.log'
+        return self.kubelet.log_dir / f"{self.namespace}_{self.name}_{container}.log"
 
     def phase(self) -> str:
         if self.failure_message and all(r.finished or r.process is None for r in self.runs):
-            return 'Failed'
-        if not self.initialized or any(r.exit_code is None and r.process is None and
-                                       not r.finished for r in self.runs):
-            return 'Pending'
+            return "Failed"
+        if not self.initialized or any(
+            r.exit_code is None and r.process is None and not r.finished for r in self.runs
+        ):
+            return "Pending"
         if all(r.finished for r in self.runs):
-            return 'Succeeded' if all(r.exit_code == 0 for r in self.runs) else 'Failed'
-        return 'Running'
+            return "Succeeded" if all(r.exit_code == 0 for r in self.runs) else "Failed"
+        return "Running"
 
     def status(self) -> dict[str, Any]:
         phase = self.phase()
-        ready = phase == 'Running' and all(r.ready for r in self.runs) and not self.terminating
+        ready = phase == "Running" and all(r.ready for r in self.runs) and not self.terminating
         containers_ready = all(r.ready for r in self.runs)
 
         def condition(kind: str, value: bool, reason: str | None = None) -> dict[str, Any]:
-            text = 'True' if value else 'False'
+            text = "True" if value else "False"
             previous = self._transitions.get(kind)
             if previous is None or previous[0] != text:  # only a change moves the time
                 self._transitions[kind] = previous = (text, now())
-            item: dict[str, Any] = {'type': kind, 'status': text, 'lastProbeTime': None,
-                                    'lastTransitionTime': previous[1]}
+            item: dict[str, Any] = {
+                "type": kind,
+                "status": text,
+                "lastProbeTime": None,
+                "lastTransitionTime": previous[1],
+            }
             if reason and not value:
-                item['reason'] = reason
+                item["reason"] = reason
             return item
 
         status: dict[str, Any] = {
-            'phase': phase, 'podIP': self.pod_ip, 'podIPs': [{'ip': self.pod_ip}],
-            'hostIP': self.kubelet.host_ip, 'hostIPs': [{'ip': self.kubelet.host_ip}],
-            'startTime': self.start_time, 'qosClass': self.pod.get('status', {}).get(
-                'qosClass', 'BestEffort'),
-            'conditions': [
-                condition('PodScheduled', True),
-                condition('Initialized', self.initialized, 'ContainersNotInitialized'),
-                condition('ContainersReady', containers_ready, 'ContainersNotReady'),
-                condition('Ready', ready, 'ContainersNotReady'),
+            "phase": phase,
+            "podIP": self.pod_ip,
+            "podIPs": [{"ip": self.pod_ip}],
+            "hostIP": self.kubelet.host_ip,
+            "hostIPs": [{"ip": self.kubelet.host_ip}],
+            "startTime": self.start_time,
+            "qosClass": self.pod.get("status", {}).get("qosClass", "BestEffort"),
+            "conditions": [
+                condition("PodScheduled", True),
+                condition("Initialized", self.initialized, "ContainersNotInitialized"),
+                condition("ContainersReady", containers_ready, "ContainersNotReady"),
+                condition("Ready", ready, "ContainersNotReady"),
             ],
-            'containerStatuses': [r.status() for r in self.runs],
+            "containerStatuses": [r.status() for r in self.runs],
         }
         if self.init_runs:
-            status['initContainerStatuses'] = [r.status() for r in self.init_runs]
+            status["initContainerStatuses"] = [r.status() for r in self.init_runs]
         if self.failure_message:
-            status['message'] = self.failure_message
+            status["message"] = self.failure_message
         return status
 
     def changed(self) -> None:
@@ -156,8 +170,9 @@ class PodWorker:
                 await self.publish()
             except (ApiStatusError, aiohttp.ClientError) as exc:
                 # The API refused or was unreachable: report again soon, as a kubelet would.
-                self.kubelet.logger.warning('status of %s/%s not reported: %s',
-                                            self.namespace, self.name, exc)
+                self.kubelet.logger.warning(
+                    "status of %s/%s not reported: %s", self.namespace, self.name, exc
+                )
                 await asyncio.sleep(0.5)
                 self._dirty.set()
 
@@ -167,7 +182,7 @@ class PodWorker:
         if comparable == self._published:
             return
         try:
-            await self.kubelet.client.merge_patch(f'{self.path}/status', {'status': status})
+            await self.kubelet.client.merge_patch(f"{self.path}/status", {"status": status})
             self._published = comparable
         except ApiStatusError as exc:
             if exc.status != 404:  # gone already: nothing to report
@@ -186,8 +201,8 @@ class PodWorker:
                 await self._run_once(run)
                 if run.exit_code == 0:
                     break
-                if self.restart_policy == 'Never':
-                    self.failure_message = f'init container {run.name} failed'
+                if self.restart_policy == "Never":
+                    self.failure_message = f"init container {run.name} failed"
                     for main in self.runs:
                         main.finished = True
                     self.changed()
@@ -202,10 +217,15 @@ class PodWorker:
         self.changed()
 
     async def _backoff(self, run: ContainerRun) -> None:
-        delay = min(self.kubelet.backoff_base * 2 ** max(run.restart_count - 1, 0),
-                    self.kubelet.backoff_max)
-        run.state = {'waiting': {'reason': 'CrashLoopBackOff',
-                                 'message': f'back-off restarting failed container {run.name}'}}
+        delay = min(
+            self.kubelet.backoff_base * 2 ** max(run.restart_count - 1, 0), self.kubelet.backoff_max
+        )
+        run.state = {
+            "waiting": {
+                "reason": "CrashLoopBackOff",
+                "message": f"back-off restarting failed container {run.name}",
+            }
+        }
         self.changed()
         await asyncio.sleep(delay)
 
@@ -214,8 +234,9 @@ class PodWorker:
             await self._run_once(run)
             if self.terminating:
                 break
-            if self.restart_policy == 'Never' or \
-                    (self.restart_policy == 'OnFailure' and run.exit_code == 0):
+            if self.restart_policy == "Never" or (
+                self.restart_policy == "OnFailure" and run.exit_code == 0
+            ):
                 run.finished = True
                 self.changed()
                 break
@@ -229,61 +250,86 @@ class PodWorker:
         spec = run.spec
         # As with a container runtime: `command` replaces the image's entrypoint and `args`
         # its default arguments; an image's entrypoint is known only from `image_commands`.
-        command = spec.get('command') or self.kubelet.entrypoint(str(spec.get('image', '')))
-        argv = list(command or []) + list(spec.get('args') or [])
+        command = spec.get("command") or self.kubelet.entrypoint(str(spec.get("image", "")))
+        argv = list(command or []) + list(spec.get("args") or [])
         if not command:
-            run.state = {'waiting': {'reason': 'CreateContainerError', 'message':
-                                     'the process kubelet needs a command: set '
-                                     'spec.containers[].command or map the image in '
-                                     'ProcessKubelet(image_commands=...)'}}
+            run.state = {
+                "waiting": {
+                    "reason": "CreateContainerError",
+                    "message": "the process kubelet needs a command: set "
+                    "spec.containers[].command or map the image in "
+                    "ProcessKubelet(image_commands=...)",
+                }
+            }
             run.exit_code, run.finished = 1, True
-            self.failure_message = run.state['waiting']['message']
+            self.failure_message = run.state["waiting"]["message"]
             self.changed()
             return
         try:
-            env = await container_env(self.kubelet.client, self.pod, spec, self.pod_ip,
-                                      self.kubelet.host_ip, self.kubelet.base_env())
+            env = await container_env(
+                self.kubelet.client,
+                self.pod,
+                spec,
+                self.pod_ip,
+                self.kubelet.host_ip,
+                self.kubelet.base_env(),
+            )
         except EnvError as exc:
-            run.state = {'waiting': {'reason': 'CreateContainerConfigError', 'message': str(exc)}}
+            run.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
             self.changed()
             await asyncio.sleep(self.kubelet.backoff_base)
             run.exit_code = 1
             return
         try:
-            await project_config_maps(self.kubelet.client, self.pod, spec,
-                                      self.kubelet.volume_roots)
+            await project_config_maps(
+                self.kubelet.client, self.pod, spec, self.kubelet.volume_roots
+            )
         except VolumeError as exc:
-            run.state = {'waiting': {'reason': 'CreateContainerConfigError', 'message': str(exc)}}
+            run.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
             self.changed()
             await asyncio.sleep(self.kubelet.backoff_base)
             run.exit_code = 1
             return
         argv = expand_args(argv, env)
-        cwd = spec.get('workingDir')
+        cwd = spec.get("workingDir")
         if not cwd or not pathlib.Path(cwd).is_dir():  # noqa: ASYNC240  (a local stat)
             cwd = str(self.kubelet.workdir)
         log_path = self.log_path(run.name)
-        with log_path.open('ab') as log:
-            log.write(f'--- {now()} starting {run.name} (restart {run.restart_count}): '
-                      f'{argv!r}\n'.encode())
+        with log_path.open("ab") as log:
+            log.write(
+                f"--- {now()} starting {run.name} (restart {run.restart_count}): "
+                f"{argv!r}\n".encode()
+            )
             log.flush()
             try:
                 run.process = await asyncio.create_subprocess_exec(
-                    *argv, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=log,
-                    stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+                    *argv,
+                    env=env,
+                    cwd=cwd,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
             except OSError as exc:
-                log.write(f'--- failed to start: {exc}\n'.encode())
-                run.state = {'terminated': {'exitCode': 128, 'reason': 'StartError',
-                                            'message': str(exc), 'startedAt': now(),
-                                            'finishedAt': now()}}
+                log.write(f"--- failed to start: {exc}\n".encode())
+                run.state = {
+                    "terminated": {
+                        "exitCode": 128,
+                        "reason": "StartError",
+                        "message": str(exc),
+                        "startedAt": now(),
+                        "finishedAt": now(),
+                    }
+                }
                 run.exit_code = 128
                 self.changed()
                 return
         started_at = now()
         run.exit_code = None
-        run.state = {'running': {'startedAt': started_at}}
+        run.state = {"running": {"startedAt": started_at}}
         run.ready = False
-        run.started = 'startupProbe' not in spec
+        run.started = "startupProbe" not in spec
         self.changed()
         probes = asyncio.create_task(self._probe(run)) if not run.init else None
         returncode = await run.process.wait()
@@ -293,10 +339,15 @@ class PodWorker:
                 await probes
         run.exit_code = exit_code(returncode)
         run.ready = False
-        run.state = {'terminated': {
-            'exitCode': run.exit_code, 'reason': 'Completed' if run.exit_code == 0 else 'Error',
-            'startedAt': started_at, 'finishedAt': now(),
-            'containerID': f'process://{run.process.pid}'}}
+        run.state = {
+            "terminated": {
+                "exitCode": run.exit_code,
+                "reason": "Completed" if run.exit_code == 0 else "Error",
+                "startedAt": started_at,
+                "finishedAt": now(),
+                "containerID": f"process://{run.process.pid}",
+            }
+        }
         self.changed()
 
     async def _probe(self, run: ContainerRun) -> None:
@@ -304,29 +355,29 @@ class PodWorker:
         spec = run.spec
         env = self.kubelet.base_env()
         session = self.kubelet.client.session
-        if 'readinessProbe' not in spec and 'startupProbe' not in spec:
+        if "readinessProbe" not in spec and "startupProbe" not in spec:
             run.ready = True
             run.started = True
             self.changed()
-        if 'startupProbe' in spec:
-            startup = ProbeState(self._probe_spec('startupProbe', spec))
+        if "startupProbe" in spec:
+            startup = ProbeState(self._probe_spec("startupProbe", spec))
             await asyncio.sleep(startup.spec.initial_delay)
             while startup.verdict is None:
                 startup.record(await check(startup.spec, spec, self.pod_ip, session, env))
                 if startup.verdict is None:
                     await asyncio.sleep(startup.spec.period)
             if not startup.verdict:
-                await self._kill(run, 'startup probe failed')
+                await self._kill(run, "startup probe failed")
                 return
             run.started = True
-            if 'readinessProbe' not in spec:
+            if "readinessProbe" not in spec:
                 run.ready = True
             self.changed()
         loops = []
-        if 'readinessProbe' in spec:
-            loops.append(self._readiness(run, self._probe_spec('readinessProbe', spec), env))
-        if 'livenessProbe' in spec:
-            loops.append(self._liveness(run, self._probe_spec('livenessProbe', spec), env))
+        if "readinessProbe" in spec:
+            loops.append(self._readiness(run, self._probe_spec("readinessProbe", spec), env))
+        if "livenessProbe" in spec:
+            loops.append(self._liveness(run, self._probe_spec("livenessProbe", spec), env))
         await asyncio.gather(*loops)
 
     def _probe_spec(self, kind: str, container: dict[str, Any]) -> ProbeSpec:
@@ -336,8 +387,9 @@ class PodWorker:
         state = ProbeState(probe)
         await asyncio.sleep(probe.initial_delay)
         while True:
-            verdict = state.record(await check(probe, run.spec, self.pod_ip,
-                                               self.kubelet.client.session, env))
+            verdict = state.record(
+                await check(probe, run.spec, self.pod_ip, self.kubelet.client.session, env)
+            )
             if verdict is not None and verdict != run.ready:
                 run.ready = verdict
                 self.changed()
@@ -347,9 +399,13 @@ class PodWorker:
         state = ProbeState(probe)
         await asyncio.sleep(probe.initial_delay)
         while True:
-            if state.record(await check(probe, run.spec, self.pod_ip,
-                                        self.kubelet.client.session, env)) is False:
-                await self._kill(run, 'liveness probe failed')
+            if (
+                state.record(
+                    await check(probe, run.spec, self.pod_ip, self.kubelet.client.session, env)
+                )
+                is False
+            ):
+                await self._kill(run, "liveness probe failed")
                 return
             await asyncio.sleep(probe.period)
 
@@ -357,8 +413,8 @@ class PodWorker:
         process = run.process
         if process is None or process.returncode is not None:
             return
-        with self.log_path(run.name).open('ab') as log:
-            log.write(f'--- {now()} killing {run.name}: {why}\n'.encode())
+        with self.log_path(run.name).open("ab") as log:
+            log.write(f"--- {now()} killing {run.name}: {why}\n".encode())
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
         if grace > 0:
@@ -376,14 +432,14 @@ class PodWorker:
         """Stop all containers (SIGTERM, SIGKILL after the grace period)."""
         self.terminating = True
         runs = self.init_runs + self.runs
-        await asyncio.gather(*(self._kill(run, 'pod is terminating', grace) for run in runs))
+        await asyncio.gather(*(self._kill(run, "pod is terminating", grace) for run in runs))
         for task in [self._main, *self._tasks]:
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         # A container being started while the first pass ran is caught by a second one.
-        await asyncio.gather(*(self._kill(run, 'pod is terminating') for run in runs))
+        await asyncio.gather(*(self._kill(run, "pod is terminating") for run in runs))
         for run in self.runs:
             run.ready = False
             run.finished = True

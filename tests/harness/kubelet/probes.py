@@ -27,23 +27,23 @@ class ProbeSpec:
 
     @property
     def initial_delay(self) -> float:
-        return self._capped(float(self.raw.get('initialDelaySeconds', 0)))
+        return self._capped(float(self.raw.get("initialDelaySeconds", 0)))
 
     @property
     def period(self) -> float:
-        return self._capped(float(self.raw.get('periodSeconds', 10)))
+        return self._capped(float(self.raw.get("periodSeconds", 10)))
 
     @property
     def timeout(self) -> float:
-        return float(self.raw.get('timeoutSeconds', 1))
+        return float(self.raw.get("timeoutSeconds", 1))
 
     @property
     def failure_threshold(self) -> int:
-        return int(self.raw.get('failureThreshold', 3))
+        return int(self.raw.get("failureThreshold", 3))
 
     @property
     def success_threshold(self) -> int:
-        return int(self.raw.get('successThreshold', 1))
+        return int(self.raw.get("successThreshold", 1))
 
 
 def resolve_port(port: Any, container: dict[str, Any]) -> int:
@@ -52,40 +52,49 @@ def resolve_port(port: Any, container: dict[str, Any]) -> int:
         return port
     if isinstance(port, str) and port.isdigit():
         return int(port)
-    for item in container.get('ports') or []:
-        if item.get('name') == port:
-            return int(item['containerPort'])
-    raise ValueError(f'unknown named port {port!r}')
+    for item in container.get("ports") or []:
+        if item.get("name") == port:
+            return int(item["containerPort"])
+    raise ValueError(f"unknown named port {port!r}")
 
 
-async def check(spec: ProbeSpec, container: dict[str, Any], pod_ip: str,
-                session: aiohttp.ClientSession, env: dict[str, str]) -> bool:
+async def check(
+    spec: ProbeSpec,
+    container: dict[str, Any],
+    pod_ip: str,
+    session: aiohttp.ClientSession,
+    env: dict[str, str],
+) -> bool:
     """One probe attempt; any error counts as a failure (as for the kubelet)."""
     raw = spec.raw
     try:
-        if 'httpGet' in raw:
-            http = raw['httpGet']
-            host = http.get('host') or pod_ip
-            port = resolve_port(http.get('port'), container)
-            scheme = str(http.get('scheme', 'HTTP')).lower()
-            path = http.get('path', '/')
-            headers = {h['name']: h['value'] for h in http.get('httpHeaders') or []}
+        if "httpGet" in raw:
+            http = raw["httpGet"]
+            host = http.get("host") or pod_ip
+            port = resolve_port(http.get("port"), container)
+            scheme = str(http.get("scheme", "HTTP")).lower()
+            path = http.get("path", "/")
+            headers = {h["name"]: h["value"] for h in http.get("httpHeaders") or []}
             timeout = aiohttp.ClientTimeout(total=spec.timeout)
-            async with session.get(f'{scheme}://{host}:{port}{path}', headers=headers,
-                                   timeout=timeout, ssl=False) as response:
+            async with session.get(
+                f"{scheme}://{host}:{port}{path}", headers=headers, timeout=timeout, ssl=False
+            ) as response:
                 return 200 <= response.status < 400
-        if 'tcpSocket' in raw:
-            tcp = raw['tcpSocket']
-            host = tcp.get('host') or pod_ip
-            port = resolve_port(tcp.get('port'), container)
+        if "tcpSocket" in raw:
+            tcp = raw["tcpSocket"]
+            host = tcp.get("host") or pod_ip
+            port = resolve_port(tcp.get("port"), container)
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), spec.timeout)
             writer.close()
             await writer.wait_closed()
             return True
-        if 'exec' in raw:
+        if "exec" in raw:
             proc = await asyncio.create_subprocess_exec(
-                *raw['exec']['command'], env=env, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL)
+                *raw["exec"]["command"],
+                env=env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
             try:
                 return await asyncio.wait_for(proc.wait(), spec.timeout) == 0
             except TimeoutError:

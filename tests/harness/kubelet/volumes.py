@@ -24,27 +24,29 @@ def _allowed(path: pathlib.Path, roots: list[pathlib.Path]) -> bool:
 
 
 async def project_config_maps(
-    client: KubeClient, pod: dict[str, Any], container: dict[str, Any],
+    client: KubeClient,
+    pod: dict[str, Any],
+    container: dict[str, Any],
     roots: list[pathlib.Path],
 ) -> None:
     """Write each configMap volume's keys as files under its mountPath."""
     if not roots:
         return
-    volumes = {v['name']: v for v in pod.get('spec', {}).get('volumes') or []}
-    namespace = pod['metadata']['namespace']
-    for mount in container.get('volumeMounts') or []:
-        volume = volumes.get(mount['name']) or {}
-        source = volume.get('configMap')
-        target = pathlib.Path(mount['mountPath'])
+    volumes = {v["name"]: v for v in pod.get("spec", {}).get("volumes") or []}
+    namespace = pod["metadata"]["namespace"]
+    for mount in container.get("volumeMounts") or []:
+        volume = volumes.get(mount["name"]) or {}
+        source = volume.get("configMap")
+        target = pathlib.Path(mount["mountPath"])
         if source is None or not _allowed(target, roots):
             continue
-        path = f'/api/v1/namespaces/{namespace}/configmaps/{source["name"]}'
+        path = f"/api/v1/namespaces/{namespace}/configmaps/{source['name']}"
         try:
             config_map = await client.get(path)
         except Exception as exc:  # a missing ConfigMap blocks the container, as on a node
-            if source.get('optional'):
+            if source.get("optional"):
                 continue
             raise VolumeError(f'configmap "{source["name"]}" not found: {exc}') from exc
         target.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (local files)
-        for key, value in (config_map.get('data') or {}).items():
+        for key, value in (config_map.get("data") or {}).items():
             (target / key).write_text(value)
