@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(30)
 def test_fixtures_give_an_api_a_client_and_a_kubelet(
     kube_api: KubeEmulatorServer,  # noqa: F811
     kube_client: kubernetes.client.ApiClient,  # noqa: F811
-    fake_kubelet: ProcessKubelet,
+    fake_kubelet: ProcessKubelet,  # noqa: F811
 ) -> None:
     core = kubernetes.client.CoreV1Api(kube_client)
     core.create_namespaced_pod(
