@@ -33,7 +33,7 @@ test-fast: install ## Skip tests that load the real model or start servers
 check: install ## Lint, format check and type check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy sdk operator
+	$(VENV)/bin/mypy sdk operator model-server trainer
 
 ##@ Generated files
 generate: install ## Regenerate crds/ and operator/manifests/ from the Python sources
