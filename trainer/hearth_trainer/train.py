@@ -502,7 +502,7 @@ class Trainer:
             "resumed": resumed,
             "trainSecondsThisRun": round(elapsed, 3),
             "tokensPerSecondThisRun": round(tokens_this_run / elapsed, 1) if elapsed else None,
-            # CPU time of this process: comparable across runs on a shared, busy machine.
+            # CPU time of this process: less sensitive than wall time to other load on the machine.
             "trainCpuSecondsThisRun": round(self.cpu_seconds, 3),
             "paddingEfficiency": round(padding_ratio(self.plans[0], lengths), 4),
             "train": self.data.train_stats.to_json(),
