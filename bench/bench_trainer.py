@@ -246,7 +246,8 @@ def main() -> int:
     eval_rows = make_rows(args.eval_examples, args.seed + 1)
     held.write_text("\n".join(json.dumps(r) for r in eval_rows) + "\n")
 
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model(args.base_model).path))
+    auto: Any = AutoTokenizer  # untyped entry point
+    tokenizer = auto.from_pretrained(str(resolve_model(args.base_model).path))
     toks, stats = tokenize_all(tokenizer, load_examples(str(data), "CHAT"), args.max_context_length)
     mean_len = stats.tokens / stats.examples
     # Same number of optimizer steps: the peer's batch holds as many examples as ours do
@@ -263,9 +264,9 @@ def main() -> int:
     )
 
     runs = []
-    order = [run_hearth, run_peer] if args.order == "hearth-first" else [run_peer, run_hearth]
-    for fn in order:
-        run = fn(args, data, samples) if fn is run_peer else fn(args, data)
+    order = ["hearth", "peer"] if args.order == "hearth-first" else ["peer", "hearth"]
+    for which in order:
+        run = run_peer(args, data, samples) if which == "peer" else run_hearth(args, data)
         run["evalLoss"] = eval_loss(
             run.pop("model"), run.pop("tokenizer"), held, args.max_context_length
         )
