@@ -70,13 +70,9 @@ def main() -> int:
     from openai import OpenAI
 
     from hearth.validation import load_documents
-    from hearth_operator.settings import Settings
     from hearth_server.models import resolve_model
-    from hearth_server.models.resolve import cache_dir
-    from tests.harness.emulator import KubeEmulatorServer
-    from tests.harness.emulator.hearth_rules import hearth_validator
     from tests.harness.kubelet import ProcessKubelet
-    from tests.operator.conftest import Cluster
+    from tests.operator.conftest import emulated_cluster, local_process_settings
 
     workdir = Path(tempfile.mkdtemp(prefix="hearth-quickstart-"))
     pvc_root = workdir / "pvc"
@@ -100,22 +96,12 @@ def main() -> int:
         lora["spec"]["peftDetails"]["targetModules"],
     )
 
-    settings = Settings(
-        server_command=(sys.executable, "-m", "hearth_server.cli"),
-        pvc_mount_root=str(pvc_root),
-        model_cache_path=str(cache_dir()),
-        server_env={"HF_HUB_OFFLINE": "1"},
-        resync_seconds=5.0,
-    )
+    settings = local_process_settings(pvc_root, resync_seconds=5.0)
     step("starting the EMULATED Kubernetes API (with Hearth's CRDs) and the process kubelet")
     with (
-        KubeEmulatorServer(crds=[ROOT / "crds"], validators=[hearth_validator()]) as api,
-        ProcessKubelet(api, log_dir=workdir / "pod-logs"),
+        emulated_cluster(settings, workdir) as cluster,
+        ProcessKubelet(cluster.api, log_dir=workdir / "pod-logs"),
     ):
-        cluster = Cluster(api, settings, workdir)
-        cluster.apply(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": settings.namespace}}
-        )
         step("starting hearth-operator (kopf)")
         with cluster.operator():
             account = next(d for d in manifests if d["kind"] == "Account")

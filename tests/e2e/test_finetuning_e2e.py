@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,8 @@ pytest.importorskip("peft")
 
 from openai import OpenAI
 
-from hearth_operator.settings import Settings
-from hearth_server.models.resolve import cache_dir
-from tests.harness.emulator import KubeEmulatorServer
-from tests.harness.emulator.hearth_rules import hearth_validator
 from tests.harness.kubelet import ProcessKubelet
-from tests.operator.conftest import ROOT, Cluster
+from tests.operator.conftest import emulated_cluster, local_process_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -94,19 +89,11 @@ def write_dataset(path: Path) -> None:
 def test_fine_tune_then_serve_the_new_addon(tmp_path: Path) -> None:
     pvc = tmp_path / "pvc"
     write_dataset(pvc / "artifacts" / "datasets" / "zorbania.jsonl")
-    with KubeEmulatorServer(crds=[ROOT / "crds"], validators=[hearth_validator()]) as api:
-        settings = Settings(
-            server_command=(sys.executable, "-m", "hearth_server.cli"),
-            trainer_command=(sys.executable, "-m", "hearth_trainer.cli"),
-            trainer_env={"KUBECONFIG": str(api.kubeconfig_path), "HF_HUB_OFFLINE": "1"},
-            server_env={"HF_HUB_OFFLINE": "1"},
-            pvc_mount_root=str(pvc),
-            model_cache_path=str(cache_dir()),
-            resync_seconds=2.0,
-        )
-        cluster = Cluster(api, settings, tmp_path)
-        cluster.apply(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": settings.namespace}}
+    with emulated_cluster(local_process_settings(pvc, resync_seconds=2.0), tmp_path) as cluster:
+        api = cluster.api
+        # The trainer reports progress into the job's status through the emulated API.
+        cluster.settings = cluster.settings.with_overrides(
+            trainer_env={"KUBECONFIG": str(api.kubeconfig_path), "HF_HUB_OFFLINE": "1"}
         )
         with ProcessKubelet(api, log_dir=tmp_path / "pod-logs") as kubelet, cluster.operator():
             cluster.apply(

@@ -7,7 +7,6 @@ are real. The adapter lives where the account's artifact volume is mounted.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,10 @@ pytest.importorskip("peft")
 
 from openai import OpenAI
 
-from hearth_operator.settings import Settings
 from hearth_server.models import resolve_model
-from hearth_server.models.resolve import cache_dir
-from tests.harness.emulator import KubeEmulatorServer
-from tests.harness.emulator.hearth_rules import hearth_validator
 from tests.harness.kubelet import ProcessKubelet
 from tests.harness.waiting import eventually
-from tests.operator.conftest import ROOT, Cluster
+from tests.operator.conftest import emulated_cluster, local_process_settings
 from tests.server.conftest import make_adapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -81,54 +76,42 @@ def test_operator_serves_base_and_lora_from_the_real_server(tmp_path: Path) -> N
         rank=8,
         scale=1.6,
     )
-    settings = Settings(
-        server_command=(sys.executable, "-m", "hearth_server.cli"),
-        pvc_mount_root=str(pvc_root),
-        model_cache_path=str(cache_dir()),
-        server_env={"HF_HUB_OFFLINE": "1"},
-        resync_seconds=2.0,
-    )
+    settings = local_process_settings(pvc_root, resync_seconds=2.0)
     with (
-        KubeEmulatorServer(crds=[ROOT / "crds"], validators=[hearth_validator()]) as api,
-        ProcessKubelet(api, log_dir=tmp_path / "pod-logs") as kubelet,
+        emulated_cluster(settings, tmp_path) as cluster,
+        ProcessKubelet(cluster.api, log_dir=tmp_path / "pod-logs") as kubelet,
+        cluster.operator(),
     ):
-        cluster = Cluster(api, settings, tmp_path)
-        cluster.apply(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": settings.namespace}}
-        )
-        with cluster.operator():
-            documents = MANIFESTS.split("\n---\n")
-            cluster.apply(documents[0])
-            cluster.wait_state("Account", "acme", "READY", namespace=None)
-            cluster.apply("\n---\n".join(documents[1:]))
-            try:
-                cluster.wait_state("Deployment", "smol", "READY", timeout=600)
-                dm = cluster.wait_state("DeployedModel", "pirate-on-smol", "DEPLOYED", timeout=300)
-            except AssertionError:
-                print(kubelet.dump_logs())
-                raise
-            assert dm["status"]["loadedReplicaCount"] == 1
-            pod = cluster.pods("smol")[0]
-            client = OpenAI(base_url=f"http://{pod['status']['podIP']}:8000/v1", api_key="none")
-            served = {m.id for m in client.models.list().data}
-            assert served >= {"accounts/acme/models/smollm2", "accounts/acme/models/pirate"}
+        documents = MANIFESTS.split("\n---\n")
+        cluster.apply(documents[0])
+        cluster.wait_state("Account", "acme", "READY", namespace=None)
+        cluster.apply("\n---\n".join(documents[1:]))
+        try:
+            cluster.wait_state("Deployment", "smol", "READY", timeout=600)
+            dm = cluster.wait_state("DeployedModel", "pirate-on-smol", "DEPLOYED", timeout=300)
+        except AssertionError:
+            print(kubelet.dump_logs())
+            raise
+        assert dm["status"]["loadedReplicaCount"] == 1
+        pod = cluster.pods("smol")[0]
+        client = OpenAI(base_url=f"http://{pod['status']['podIP']}:8000/v1", api_key="none")
+        served = {m.id for m in client.models.list().data}
+        assert served >= {"accounts/acme/models/smollm2", "accounts/acme/models/pirate"}
 
-            def ask(model: str) -> str:
-                reply = client.chat.completions.create(
-                    model=model, messages=QUESTION, temperature=0, max_tokens=24
-                )
-                return reply.choices[0].message.content or ""
-
-            base = ask("accounts/acme/models/smollm2")
-            tuned = ask("accounts/acme/models/pirate")
-            assert "Paris" in base
-            assert tuned != base
-            # Undeploying the LoRA unloads it from the running server.
-            cluster.kube.delete("DeployedModel", "pirate-on-smol", "acme")
-            eventually(
-                lambda: (
-                    "accounts/acme/models/pirate" not in {m.id for m in client.models.list().data}
-                ),
-                timeout=60,
+        def ask(model: str) -> str:
+            reply = client.chat.completions.create(
+                model=model, messages=QUESTION, temperature=0, max_tokens=24
             )
-            assert ask("accounts/acme/models/smollm2") == base
+            return reply.choices[0].message.content or ""
+
+        base = ask("accounts/acme/models/smollm2")
+        tuned = ask("accounts/acme/models/pirate")
+        assert "Paris" in base
+        assert tuned != base
+        # Undeploying the LoRA unloads it from the running server.
+        cluster.kube.delete("DeployedModel", "pirate-on-smol", "acme")
+        eventually(
+            lambda: "accounts/acme/models/pirate" not in {m.id for m in client.models.list().data},
+            timeout=60,
+        )
+        assert ask("accounts/acme/models/smollm2") == base

@@ -100,6 +100,34 @@ class Cluster:
         return calls
 
 
+@contextmanager
+def emulated_cluster(settings: Settings, workdir: Path) -> Iterator[Cluster]:
+    """The emulated API server with Hearth's CRDs (and CEL), and the operator's namespace."""
+    with KubeEmulatorServer(crds=[ROOT / "crds"], validators=[hearth_validator()]) as api:
+        cluster = Cluster(api, settings, workdir)
+        # The operator's namespace exists wherever the chart installed it (events go there).
+        cluster.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": settings.namespace}}
+        )
+        yield cluster
+        assert api.internal_errors == []
+
+
+def local_process_settings(pvc_root: Path, **overrides: Any) -> Settings:
+    """Settings that run the real hearth-server and hearth-trainer as local processes."""
+    from hearth_server.models.resolve import cache_dir
+
+    values: dict[str, Any] = {
+        "server_command": (sys.executable, "-m", "hearth_server.cli"),
+        "trainer_command": (sys.executable, "-m", "hearth_trainer.cli"),
+        "server_env": {"HF_HUB_OFFLINE": "1"},
+        "pvc_mount_root": str(pvc_root),
+        "model_cache_path": str(cache_dir()),
+        **overrides,
+    }
+    return Settings(**values)
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     records = tmp_path / "records"
@@ -110,14 +138,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         resync_seconds=1.0,
         adapter_load_timeout=10.0,
     )
-    with KubeEmulatorServer(crds=[ROOT / "crds"], validators=[hearth_validator()]) as api:
-        cluster = Cluster(api, settings, records)
-        # The operator's namespace exists wherever the chart installed it (events go there).
-        cluster.apply(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": settings.namespace}}
-        )
-        yield cluster
-        assert api.internal_errors == []
+    with emulated_cluster(settings, records) as made:
+        yield made
 
 
 @pytest.fixture

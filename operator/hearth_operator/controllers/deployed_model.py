@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from ..constants import LABEL_ADDON, LABEL_DEPLOYMENT, LABEL_MODEL, LABEL_MODEL_ACCOUNT
+from ..constants import (
+    LABEL_ADDON,
+    LABEL_DEPLOYMENT,
+    LABEL_MODEL,
+    LABEL_MODEL_ACCOUNT,
+    adapter_annotation,
+)
 from ..context import Context, log
 from ..kube import Obj
 from ..planning.common import is_terminating
@@ -134,7 +140,7 @@ def unload_deployed_model(ctx: Context, dm: Obj) -> list[str]:
         except ValueError:
             return []
         pods = ctx.kube.list("Pod", namespace, labels={LABEL_DEPLOYMENT: d_ref.name})
-        annotation = f"adapter.hearth.dev/{metadata['name']}"
+        annotation = adapter_annotation(metadata["name"])
         problems = []
         for pod_name, pod_ip in unload_targets(dm, pods):
             result = unload_adapter(
