@@ -39,11 +39,22 @@ def test_file_reporter_appends_json_lines(tmp_path: Path) -> None:
     assert [x["step"] for x in lines] == [5, 6] and "time" in lines[0]
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand; it starts at 0, like a machine just booted."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_kubernetes_reporter_merge_patches_status_and_throttles() -> None:
-    api = FakeApi()
-    r = KubernetesReporter("acme", "job-1", api=api, min_interval_s=3600)
-    r.report(PROGRESS)
-    r.report(PROGRESS)  # throttled
+    api, clock = FakeApi(), FakeClock()
+    r = KubernetesReporter("acme", "job-1", api=api, min_interval_s=3600, clock=clock)
+    r.report(PROGRESS)  # the first report goes out, however early
+    clock.now = 3599.0
+    r.report(PROGRESS)  # throttled: within the interval of the first
     r.report({**PROGRESS, "percent": 100.0}, final=True)  # never throttled
     assert len(api.calls) == 2
     group, version, ns, plural, name, body = api.calls[0]
@@ -56,6 +67,21 @@ def test_kubernetes_reporter_merge_patches_status_and_throttles() -> None:
     )
     assert body == {"status": {"jobProgress": PROGRESS}}
     assert api.kwargs[0]["_content_type"] == "application/merge-patch+json"
+
+
+@pytest.mark.parametrize("boot", [0.0, 1.0, 1e9], ids=["at-boot", "just-booted", "long-up"])
+def test_first_report_goes_out_whatever_the_clock_reads(boot: float) -> None:
+    """Regression: a report within ``min_interval_s`` of the clock's zero was dropped."""
+    api, clock = FakeApi(), FakeClock(boot)
+    r = KubernetesReporter("acme", "job-1", api=api, min_interval_s=60, clock=clock)
+    r.report(PROGRESS)
+    assert len(api.calls) == 1
+    clock.now = boot + 59.0
+    r.report(PROGRESS)
+    assert len(api.calls) == 1
+    clock.now = boot + 60.0
+    r.report(PROGRESS)
+    assert len(api.calls) == 2
 
 
 def test_reporting_failures_never_raise(caplog: pytest.LogCaptureFixture) -> None:

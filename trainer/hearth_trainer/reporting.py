@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,15 +44,26 @@ class FileReporter:
 class KubernetesReporter:
     """Merge-patches ``status.jobProgress`` of the FineTuningJob through the status
     subresource. At most one patch per ``min_interval_s`` (the API server is shared),
-    except final updates."""
+    except the first and final updates, which always go out.
+
+    ``clock`` is a monotonic clock in seconds; tests inject their own. Its zero is
+    arbitrary (``time.monotonic`` starts near the machine's boot), so "no report yet"
+    is ``None``, never a zero timestamp.
+    """
 
     def __init__(
-        self, namespace: str, name: str, api: Any = None, min_interval_s: float = 5.0
+        self,
+        namespace: str,
+        name: str,
+        api: Any = None,
+        min_interval_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.namespace, self.name = namespace, name
         self.min_interval_s = min_interval_s
         self._api = api
-        self._last = 0.0
+        self._clock = clock
+        self._last: float | None = None
         self._failures = 0
 
     def _client(self) -> Any:
@@ -67,8 +78,9 @@ class KubernetesReporter:
         return self._api
 
     def report(self, progress: dict[str, Any], final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self._last < self.min_interval_s:
+        now = self._clock()
+        throttled = self._last is not None and now - self._last < self.min_interval_s
+        if throttled and not final:
             return
         self._last = now
         body = {"status": {"jobProgress": progress}}
