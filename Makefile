@@ -1,4 +1,5 @@
-# Developer workflow. CI runs `make test` (see .ci/run), exactly as the README says.
+# Developer workflow. CI runs `make test` (see .ci/run), exactly as the README says: every
+# static check, then every test.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
@@ -24,16 +25,23 @@ quickstart: install ## Start hearth-server on the bundled SmolLM2 and query it w
 	$(PY) scripts/quickstart.py
 
 ##@ Test
-test: install ## Run the whole test suite (installs first)
+# `make test` is everything that must hold, and all CI runs (.ci/run). The static checks come
+# first: they take seconds (mypy about a minute from a cold cache), the tests take much longer.
+test: check ## Every check: lint, import contracts, generated files fresh, types, then all tests
 	$(PY) -m pytest
 
-test-fast: install ## Skip tests that load the real model or start servers
+test-fast: install ## Only the tests that neither load the real model nor start processes
 	$(PY) -m pytest -m "not slow"
 
-check: install ## Lint, format check and type check
+check: lint verify typecheck ## Every static check, no tests
+
+lint: install ## ruff, the format check and the import contracts ([tool.importlinter])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy sdk operator model-server trainer
+	$(VENV)/bin/lint-imports --no-logo
+
+typecheck: install ## mypy: strict on the product packages, non-strict on tests/ bench/ scripts/
+	$(VENV)/bin/mypy
 
 ##@ Generated files
 generate: install ## Regenerate crds/ and operator/manifests/ from the Python sources
@@ -48,4 +56,4 @@ verify: install ## Fail if crds/ or operator/manifests/ is stale
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*##/ {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: install quickstart test test-fast check generate verify help
+.PHONY: install quickstart test test-fast check lint typecheck generate verify help

@@ -53,7 +53,7 @@ def write_demo_adapter(base_dir: Path, out: Path, rank: int, targets: list[str])
         for name, parameter in peft_model.named_parameters():
             if "lora_B" in name:
                 parameter.mul_(3.0)
-    peft_model.save_pretrained(out)
+    peft_model.save_pretrained(str(out))
 
 
 def step(message: str) -> None:

@@ -102,7 +102,7 @@ def api() -> Iterator[KubeEmulatorServer]:
 @pytest.fixture
 def client(api: KubeEmulatorServer) -> Iterator[kubernetes.client.ApiClient]:
     config = str(api.kubeconfig_path)
-    with kubernetes.config.new_client_from_config(config_file=config) as c:  # type: ignore[no-untyped-call]
+    with kubernetes.config.new_client_from_config(config_file=config) as c:
         yield c
 
 

@@ -31,7 +31,7 @@ def kube_api() -> Iterator[KubeEmulatorServer]:
 @pytest.fixture
 def kube_client(kube_api: KubeEmulatorServer) -> Iterator[kubernetes.client.ApiClient]:
     config = str(kube_api.kubeconfig_path)
-    with kubernetes.config.new_client_from_config(config_file=config) as client:  # type: ignore[no-untyped-call]
+    with kubernetes.config.new_client_from_config(config_file=config) as client:
         yield client
 
 

@@ -60,9 +60,7 @@ def test_hearth_deployment_scale_subresource() -> None:
 
     with (
         KubeEmulatorServer(crds=[CRDS]) as api,
-        kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(api.kubeconfig_path)
-        ) as client,
+        kubernetes.config.new_client_from_config(config_file=str(api.kubeconfig_path)) as client,
     ):
         api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "acme"}})
         api.apply_yaml(QUICKSTART / "20-deployment.yaml")

@@ -18,7 +18,11 @@ class ConditionTimeout(AssertionError):
 
 
 def eventually(
-    fn: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05, message: str = ""
+    fn: Callable[[], T | None],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str = "",
 ) -> T:
     """Call ``fn`` until it returns a truthy value (returned) or ``timeout`` passes.
 

@@ -114,7 +114,7 @@ def claude(server: str) -> Any:
 def tokenizer(model_dir: Path) -> Any:
     import transformers
 
-    return transformers.AutoTokenizer.from_pretrained(model_dir)  # type: ignore[no-untyped-call]
+    return transformers.AutoTokenizer.from_pretrained(model_dir)
 
 
 @pytest.fixture(scope="session")
