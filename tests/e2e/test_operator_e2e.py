@@ -15,6 +15,7 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from hearth_server.models import resolve_model
 from tests.harness.kubelet import ProcessKubelet
@@ -63,7 +64,9 @@ metadata: {name: pirate-on-smol, namespace: acme}
 spec: {model: pirate, deployment: smol}
 """
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the capital of France?"}
+]
 
 
 def test_operator_serves_base_and_lora_from_the_real_server(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ def test_reserved_account_names_are_refused(cluster):
             }
         )
     assert refused.value.status == 422
-    assert "may not take a system namespace" in refused.value.body
+    assert "may not take a system namespace" in str(refused.value.body)
     # The operator's own namespace passes the CRD (it is configurable) but not the operator.
     with cluster.operator():
         cluster.apply(
@@ -181,10 +181,12 @@ def test_invalid_specs_are_refused_by_the_api(cluster):
     with pytest.raises(ApiException) as refused:
         cluster.apply(deployment(minReplicaCount=3, maxReplicaCount=1))
     assert refused.value.status == 422
-    assert "maxReplicaCount must be greater than or equal to minReplicaCount" in refused.value.body
+    assert "maxReplicaCount must be greater than or equal to minReplicaCount" in str(
+        refused.value.body
+    )
     with pytest.raises(ApiException) as refused:
         cluster.apply(ADDON.replace("r: 8", "r: 128"))
-    assert "LoRA rank must be between 4 and 64" in refused.value.body
+    assert "LoRA rank must be between 4 and 64" in str(refused.value.body)
 
 
 def test_deployment_runs_replicas_and_replaces_lost_ones(cluster, kubelet):

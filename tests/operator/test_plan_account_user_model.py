@@ -105,6 +105,7 @@ def test_user_with_email_is_bound_as_a_user_subject():
 def test_service_account_user_gets_a_service_account():
     user = stored("User", "ci-bot", {"role": "inference-user", "serviceAccount": True})
     plan = plan_user(user)
+    assert plan.service_account is not None
     assert plan.service_account["metadata"]["name"] == "ci-bot"
     assert plan.role_binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "ci-bot", "namespace": "acme"}

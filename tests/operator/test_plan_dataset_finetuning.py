@@ -43,6 +43,7 @@ def dataset(**source):
 def test_uri_dataset_is_validated_in_a_job():
     plan = plan_dataset(dataset(), settings=SETTINGS, now=NOW)
     assert plan.status["state"] == "UPLOADING"
+    assert plan.job is not None
     container = plan.job["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == [
         "validate",
@@ -137,6 +138,7 @@ def inputs(job=None, **extra):
 def test_valid_job_starts_the_trainer():
     plan = plan_finetuning_job(inputs(ftj(epochs=3, loraRank=16, earlyStop=True)))
     assert plan.status["state"] == "JOB_STATE_PENDING"
+    assert plan.create_workload is not None
     pod = plan.create_workload["spec"]["template"]["spec"]
     args = pod["containers"][0]["args"]
     assert args[:3] == ["train", "--base-model", "builtin://smollm2-135m-instruct"]
@@ -190,6 +192,7 @@ def test_warm_start_trains_on_the_addons_base():
         {"dataset": "chats", "warmStartFrom": "lora", "acceleratorType": "CPU"},
     )
     plan = plan_finetuning_job(inputs(job, warm_start=addon_model("lora")))
+    assert plan.create_workload is not None
     args = plan.create_workload["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--warm-start-from") + 1] == "pvc://artifacts/adapters/lora"
 
@@ -224,6 +227,7 @@ def test_progress_through_completion():
     writing = plan_finetuning_job(inputs(workload=workload("Complete"), log=result))
     assert writing.status["state"] == "JOB_STATE_WRITING_RESULTS"
     model = writing.create_model
+    assert model is not None
     assert model["spec"] == {
         "kind": "HF_PEFT_ADDON",
         "displayName": "Fine-tuned by tune",

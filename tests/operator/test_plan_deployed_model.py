@@ -217,7 +217,7 @@ def test_default_first_deployed_model_wins_unless_one_is_explicit():
     assert is_default(inputs(b_explicit, same_model=[a, b_explicit])) == (True, None)
     a_explicit = dm("a", created="2026-11-25T10:00:00Z", default=True)
     default, conflict = is_default(inputs(b_explicit, same_model=[a_explicit, b_explicit]))
-    assert not default and "already the default" in conflict
+    assert not default and conflict is not None and "already the default" in conflict
     status = deployed_model_status(
         inputs(b_explicit, same_model=[a_explicit, b_explicit]),
         check(inputs(b_explicit)),

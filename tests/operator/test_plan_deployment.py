@@ -96,6 +96,7 @@ def test_first_reconcile_creates_pods_and_service():
     assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
     owner = plan.create[0]["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("Deployment", "d1", True)
+    assert plan.service is not None
     assert plan.service["spec"]["selector"] == {
         "app.kubernetes.io/name": "hearth-server",
         "hearth.dev/deployment": "d1",

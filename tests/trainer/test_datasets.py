@@ -21,7 +21,7 @@ GOOD = json.dumps(
 )
 
 
-def _msgs(*msgs: dict[str, object]) -> str:
+def _msgs(*msgs: object) -> str:
     return json.dumps({"messages": list(msgs)})
 
 
