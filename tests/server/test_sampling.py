@@ -11,6 +11,10 @@ from hearth_server.engine.detok import IncrementalDecoder, StopChecker
 from hearth_server.engine.params import ParamError, SamplingParams
 from hearth_server.engine.sampler import RowState, sample
 
+
+def _tokens(logits: torch.Tensor, rows: list[RowState]) -> list[int | None]:
+    return [r.token for r in sample(logits, rows)]
+
 V = 10
 
 
@@ -24,14 +28,14 @@ def _row(**kw: object) -> RowState:
 
 def _draws(logits: torch.Tensor, n: int = 300, **kw: object) -> set[int]:
     row = _row(gen_seed=0, **kw)
-    return {sample(logits.unsqueeze(0), [row])[0][0] for _ in range(n)}
+    return {_tokens(logits.unsqueeze(0), [row])[0] for _ in range(n)}
 
 
 LOGITS = torch.tensor([5.0, 4.9, 4.8, 1.0, 0.5, 0.0, -1.0, -2.0, -3.0, -4.0])
 
 
 def test_greedy_and_truncation_filters() -> None:
-    assert sample(LOGITS.unsqueeze(0), [_row(temperature=0.0)])[0] == [0]
+    assert _tokens(LOGITS.unsqueeze(0), [_row(temperature=0.0)]) == [0]
     assert _draws(LOGITS, top_k=1) == {0}
     assert _draws(LOGITS, top_k=3) <= {0, 1, 2} and len(_draws(LOGITS, top_k=3)) == 3
     assert _draws(LOGITS, top_p=0.01) == {0}
@@ -45,28 +49,26 @@ def test_penalties_change_the_greedy_choice() -> None:
     # must move the argmax to token 1.
     for kw in ({"presence_penalty": 2.0}, {"frequency_penalty": 2.0}, {"repetition_penalty": 2.0}):
         row = _row(temperature=0.0, output=[0], **kw)
-        assert sample(LOGITS.unsqueeze(0), [row])[0] == [1], kw
+        assert _tokens(LOGITS.unsqueeze(0), [row]) == [1], kw
     # Repetition penalty also covers prompt tokens; presence penalty does not.
-    assert sample(LOGITS.unsqueeze(0), [_row(temperature=0.0, prompt=[0], repetition_penalty=2.0)])[
-        0
-    ] == [1]
-    assert sample(LOGITS.unsqueeze(0), [_row(temperature=0.0, prompt=[0], presence_penalty=2.0)])[
-        0
-    ] == [0]
+    repeat = _row(temperature=0.0, prompt=[0], repetition_penalty=2.0)
+    assert _tokens(LOGITS.unsqueeze(0), [repeat]) == [1]
+    presence = _row(temperature=0.0, prompt=[0], presence_penalty=2.0)
+    assert _tokens(LOGITS.unsqueeze(0), [presence]) == [0]
 
 
 def test_seeded_rows_are_independent_of_their_neighbours() -> None:
     logits = LOGITS.repeat(3, 1)
-    alone = [sample(LOGITS.unsqueeze(0), [_row(gen_seed=5)])[0][0] for _ in range(1)]
+    alone = _tokens(LOGITS.unsqueeze(0), [_row(gen_seed=5)])
     rows = [_row(gen_seed=9), _row(gen_seed=5), _row(temperature=0.0)]
-    together = sample(logits, rows)[0]
+    together = _tokens(logits, rows)
     assert together[1] == alone[0] and together[2] == 0
 
 
 def test_logprobs_report_raw_distribution() -> None:
-    tokens, lps = sample(LOGITS.unsqueeze(0), [_row(temperature=0.0, logprobs=2)])
-    lp = lps[0]
-    assert lp is not None and lp.token_id == tokens[0] == 0
+    result = sample(LOGITS.unsqueeze(0), [_row(temperature=0.0, logprobs=2)])[0]
+    lp = result.logprob
+    assert lp is not None and lp.token_id == result.token == 0
     expected = torch.log_softmax(LOGITS, -1)
     assert lp.logprob == pytest.approx(float(expected[0]))
     assert [t for t, _ in lp.top] == [0, 1]

@@ -4,12 +4,24 @@ Every iteration it admits waiting requests (if a sequence slot, KV budget and an
 slot are free), runs ONE forward pass over all decoding rows plus prefill chunks of at
 most ``max_num_batched_tokens`` tokens, samples, and streams each request's delta to its
 consumer. Finished and aborted requests leave the batch at once.
+
+Robustness rules:
+
+- The loop body runs under ``torch.inference_mode()``, and so does every runner method
+  that touches the KV cache, so cache tensors are never mixed across grad modes.
+- Whatever can only harm one request is checked at ``submit`` (``ParamError``, a
+  ``ValueError`` naming the field) or fails that request alone with finish reason
+  ``"error"``: non-finite logits, a failing consumer, an adapter that cannot be read.
+- Anything else that raises in the loop is an engine failure: every running, waiting
+  and not-yet-drained request gets an ``"error"`` output at once, ``alive`` turns
+  False and ``failure`` says why (the server reports it and exits so it is restarted).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -23,11 +35,29 @@ import torch
 from hearth_server.engine.adapters import AdapterStore
 from hearth_server.engine.detok import IncrementalDecoder, StopChecker
 from hearth_server.engine.lora import LoRAWeights, SlotTable, load_adapter, patch_model
-from hearth_server.engine.params import SamplingParams, StepOutput
+from hearth_server.engine.params import ParamError, SamplingParams, StepOutput
 from hearth_server.engine.runner import Chunk, ModelRunner
-from hearth_server.engine.sampler import RowState, sample
+from hearth_server.engine.sampler import RowState, Sampled, sample
 
 log = logging.getLogger(__name__)
+
+# Testing hook only: makes the engine loop raise after this many forward steps, so tests
+# (and the operator's component test, in a pod) can prove that a dead engine is noticed
+# and the server restarted. Never set it in production.
+CRASH_ENV = "HEARTH_SERVER_CRASH_ENGINE_AFTER_STEPS"
+
+
+def crash_after_steps_from_env() -> int | None:
+    raw = os.environ.get(CRASH_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        steps = int(raw)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise ValueError(f"{CRASH_ENV} must be a positive integer, got {raw!r}")
+    return steps
 
 
 @dataclass
@@ -40,6 +70,8 @@ class EngineConfig:
     max_loras: int = 4
     max_cpu_loras: int = 8
     max_lora_rank: int = 16
+    # Testing hook (see CRASH_ENV): raise inside the loop after this many steps.
+    crash_after_steps: int | None = field(default_factory=crash_after_steps_from_env)
 
 
 class EngineOverloaded(Exception):
@@ -48,6 +80,10 @@ class EngineOverloaded(Exception):
 
 class EngineDead(Exception):
     """The engine thread stopped after an internal error (rendered as 503)."""
+
+
+class InjectedEngineFault(RuntimeError):
+    """Raised by the ``crash_after_steps`` testing hook."""
 
 
 class StatsObserver(Protocol):
@@ -100,17 +136,26 @@ class Engine:
         self.runner = ModelRunner(
             model, self.lora_ctx, config.max_num_seqs, config.max_model_len, config.max_loras
         )
+        self.vocab_size = self.runner.vocab_size
         self.slots = SlotTable(config.max_loras, self.lora_modules)
         self.adapters = AdapterStore(config.max_cpu_loras, self.read_adapter)
         self.eos_ids = _eos_ids(model, tokenizer)
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        # Guards _queued, _closed and every put of an "add" into the inbox, so that a
+        # request is either refused by submit or failed by the dying loop, never lost.
         self._lock = threading.Lock()
         self._queued: set[int] = set()  # submitted, not admitted (bounded by max_waiting)
+        self._closed = False  # the loop has exited; submit refuses
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # running[i].slot == i
         self.reserved = 0
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # why the loop crashed
+        # Called (on the engine thread) with ``failure`` once a crashed loop has failed
+        # every request; the server uses it to exit so that it is restarted.
+        self.on_failure: Callable[[str], None] | None = None
+        self.steps = 0  # forward passes run so far
         self._stop = threading.Event()
+        self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="hearth-engine", daemon=True)
 
     # -- public, thread-safe -------------------------------------------------------------
@@ -125,18 +170,61 @@ class Engine:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive() and self.error is None
+        return self._thread.is_alive() and self.error is None and not self._closed
+
+    @property
+    def failure(self) -> str | None:
+        """Why the engine loop died ("RuntimeError: ..."); None while it runs and after
+        a clean shutdown."""
+        exc = self.error
+        return None if exc is None else f"{type(exc).__name__}: {exc}"
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until the loop has exited and failed every request; True if it has."""
+        return self._stopped.wait(timeout)
+
+    def check(self, seq: Sequence) -> None:
+        """Refuse a request the loop could not serve; raises ParamError (a ValueError
+        whose ``param`` names the field). ``submit`` calls it."""
+        p = seq.params
+        p.validate()
+        p.check_token_ids(self.vocab_size)
+        ids = seq.prompt_ids
+        cfg = self.config
+        if not ids:
+            raise ParamError("prompt", "prompt must contain at least one token")
+        if len(ids) >= cfg.max_model_len:
+            raise ParamError(
+                "prompt",
+                f"prompt is {len(ids)} tokens but the context is {cfg.max_model_len} tokens "
+                "(leaving no room for output)",
+            )
+        bad = next((t for t in ids if type(t) is not int or not 0 <= t < self.vocab_size), None)
+        if bad is not None:
+            raise ParamError(
+                "prompt",
+                f"prompt token id {bad!r} is outside the vocabulary (0 to {self.vocab_size - 1})",
+            )
+        if seq.reserve > cfg.kv_cache_tokens:
+            raise ParamError(
+                "max_tokens",
+                f"prompt ({len(ids)} tokens) + max_tokens ({p.max_tokens}) exceeds the KV "
+                f"cache budget of {cfg.kv_cache_tokens} tokens",
+            )
 
     def submit(self, seq: Sequence) -> None:
-        if not self.alive:
-            raise EngineDead(f"engine is not running: {self.error!r}")
+        """Queue ``seq``. Raises ParamError (invalid request), EngineOverloaded or
+        EngineDead."""
+        self.check(seq)
         with self._lock:
+            if self._closed or not self.alive:
+                raise EngineDead(self._dead_message())
             if len(self._queued) >= self.config.max_waiting:
                 raise EngineOverloaded(
                     f"server overloaded: {len(self._queued)} requests already waiting"
                 )
             self._queued.add(seq.id)
-        self._inbox.put(("add", seq))
+            self._inbox.put(("add", seq))
 
     def abort(self, seq: Sequence) -> None:
         """Cancel ``seq``. A queued one gives its queue place back at once, so a
@@ -166,22 +254,70 @@ class Engine:
         used = sum(s.cached for s in list(self.running))
         return used / self.config.kv_cache_tokens
 
+    def _dead_message(self) -> str:
+        failure = self.failure
+        return f"engine failed: {failure}" if failure else "engine is not running"
+
     # -- engine thread -------------------------------------------------------------------
     def _loop(self) -> None:
-        torch.set_grad_enabled(False)
         try:
-            while not self._stop.is_set():
-                self._drain(block=not (self.running or self.waiting))
-                self._admit()
-                if self.running:
-                    self._step()
+            # One grad mode for everything the loop does: cache tensors allocated in a
+            # step and written by a later finish must agree (see runner).
+            with torch.inference_mode():
+                while not self._stop.is_set():
+                    self._drain(block=not (self.running or self.waiting))
+                    self._admit()
+                    if self.running:
+                        self._step()
         except BaseException as exc:  # the engine is dead; fail everyone visibly
             log.exception("engine loop crashed")
             self.error = exc
-            for seq in [*self.running, *self.waiting]:
-                seq.emit(StepOutput(finished=True, finish_reason="error", error=repr(exc)))
-            self.running.clear()
-            self.waiting.clear()
+        finally:
+            self._fail_everyone(self._dead_message())
+            self._stopped.set()
+        failure = self.failure
+        if failure is not None and self.on_failure is not None:
+            try:
+                self.on_failure(failure)
+            except Exception:
+                log.exception("engine on_failure callback failed")
+
+    def _fail_everyone(self, reason: str) -> None:
+        """Error every running, waiting and still-undrained request, and refuse more."""
+        undrained: list[Sequence] = []
+        with self._lock:
+            self._closed = True
+            while True:
+                try:
+                    kind, arg = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if kind == "add":
+                    undrained.append(arg)
+            self._queued.clear()
+        victims = [*self.running, *self.waiting, *undrained]
+        self.running.clear()
+        self.waiting.clear()
+        for seq in victims:
+            self._emit(
+                seq,
+                StepOutput(
+                    finished=True,
+                    finish_reason="error",
+                    error=reason,
+                    prompt_tokens=len(seq.prompt_ids),
+                    completion_tokens=len(seq.output_ids),
+                ),
+            )
+
+    def _emit(self, seq: Sequence, out: StepOutput) -> bool:
+        """Deliver ``out``; a consumer that raises loses its request, not the engine."""
+        try:
+            seq.emit(out)
+        except Exception:
+            log.exception("consumer of request %d failed; dropping the request", seq.id)
+            return False
+        return True
 
     def _drain(self, block: bool) -> None:
         try:
@@ -222,16 +358,10 @@ class Engine:
             if self.reserved + seq.reserve > cfg.kv_cache_tokens:
                 return  # FCFS: wait for KV space rather than starving big requests
             if seq.adapter is not None:
-                weights = self.adapters.weights(seq.adapter)
+                weights, problem = self._adapter_weights(seq.adapter)
                 if weights is None:
                     self._dequeue(seq)
-                    seq.emit(
-                        StepOutput(
-                            finished=True,
-                            finish_reason="error",
-                            error=f"adapter {seq.adapter!r} was unloaded",
-                        )
-                    )
+                    self._emit(seq, StepOutput(finished=True, finish_reason="error", error=problem))
                     continue
                 lora_slot = self.slots.acquire(weights)
                 if lora_slot is None:
@@ -240,6 +370,14 @@ class Engine:
             self._dequeue(seq)
             self._start(seq)
 
+    def _adapter_weights(self, name: str) -> tuple[LoRAWeights | None, str]:
+        try:
+            weights = self.adapters.weights(name)  # may re-read an evicted one from disk
+        except Exception as exc:  # e.g. its files vanished since it was loaded
+            log.exception("adapter %s could not be re-read", name)
+            return None, f"adapter {name!r} could not be read: {exc}"
+        return weights, f"adapter {name!r} was unloaded"
+
     def _dequeue(self, seq: Sequence) -> None:
         self.waiting.remove(seq)
         with self._lock:
@@ -247,16 +385,29 @@ class Engine:
 
     def _start(self, seq: Sequence) -> None:
         p = seq.params
-        gen = torch.Generator().manual_seed(p.seed) if p.seed is not None else None
-        seq.row = RowState(p, seq.prompt_ids, seq.output_ids, gen, [])
-        seq.decoder = IncrementalDecoder(self.tokenizer, p.skip_special_tokens)
-        seq.stops = StopChecker(p.stop)
+        try:
+            gen = torch.Generator().manual_seed(p.seed) if p.seed is not None else None
+            seq.row = RowState(p, seq.prompt_ids, seq.output_ids, gen, [])
+            seq.decoder = IncrementalDecoder(self.tokenizer, p.skip_special_tokens)
+            seq.stops = StopChecker(p.stop)
+        except Exception as exc:  # not in the batch yet: only this request fails
+            log.exception("request %d could not start", seq.id)
+            if seq.lora_slot >= 0:
+                self.slots.release(seq.lora_slot)
+            error = f"request could not start: {exc}"
+            self._emit(seq, StepOutput(finished=True, finish_reason="error", error=error))
+            return
         seq.slot = len(self.running)
         self.running.append(seq)
         self.reserved += seq.reserve
 
     def _step(self) -> None:
         cfg = self.config
+        if cfg.crash_after_steps is not None and self.steps >= cfg.crash_after_steps:
+            raise InjectedEngineFault(
+                f"injected engine failure after {self.steps} steps ({CRASH_ENV})"
+            )
+        self.steps += 1
         decode = [s for s in self.running if s.cached >= len(s.prompt_ids)]
         decode.sort(key=lambda s: s.lora_slot)
         budget = max(cfg.max_num_batched_tokens - len(decode), 16)
@@ -281,13 +432,31 @@ class Engine:
             early = len(s.output_ids) < s.params.min_tokens  # no stopping before min_tokens
             s.row.banned = [*self.eos_ids, *s.params.stop_token_ids] if early else []
             rows.append(s.row)
-        tokens, logprobs = sample(logits, rows)
+        results = sample(logits, rows)
         now = time.monotonic()
-        for s, tok, lp in zip(sampled, tokens, logprobs, strict=True):
-            self._append(s, tok, lp, now)
+        for s, result in zip(sampled, results, strict=True):
+            self._append(s, result, now)
 
-    def _append(self, s: Sequence, tok: int, lp: Any, now: float) -> None:
-        assert s.decoder is not None and s.stops is not None
+    def _append(self, s: Sequence, result: Sampled, now: float) -> None:
+        if result.token is None:
+            self._finish(s, "error", error=result.error or "sampling failed")
+            return
+        try:
+            out = self._advance(s, result, now)
+        except Exception as exc:  # detokenising or stop checks: this request only
+            log.exception("request %d failed after sampling", s.id)
+            self._finish(s, "error", error=f"internal error: {exc!r}")
+            return
+        delivered = self._emit(s, out)
+        if out.finished:
+            self._finish(s, out.finish_reason or "stop", emit=False)
+        elif not delivered:
+            self._finish(s, "abort", emit=False)
+
+    def _advance(self, s: Sequence, result: Sampled, now: float) -> StepOutput:
+        """Record the sampled token; return the request's output for this step."""
+        assert s.decoder is not None and s.stops is not None and result.token is not None
+        tok, lp = result.token, result.logprob
         first = not s.output_ids
         s.output_ids.append(tok)
         if self.stats is not None:
@@ -324,32 +493,40 @@ class Engine:
         )
         if reason is not None:
             out.finished, out.finish_reason, out.matched_stop = True, reason, matched
-        s.emit(out)
-        if reason is not None:
-            self._finish(s, reason, emit=False)
+        return out
 
-    def _finish(self, s: Sequence, reason: str, emit: bool = True) -> None:
+    def _finish(
+        self, s: Sequence, reason: str, emit: bool = True, error: str | None = None
+    ) -> None:
         if emit:
-            s.emit(
+            self._emit(
+                s,
                 StepOutput(
                     finished=True,
                     finish_reason=reason,
+                    error=error,
                     prompt_tokens=len(s.prompt_ids),
                     completion_tokens=len(s.output_ids),
-                )
+                ),
             )
         if self.stats is not None:
-            self.stats.on_finished(len(s.prompt_ids), len(s.output_ids), reason)
+            try:
+                self.stats.on_finished(len(s.prompt_ids), len(s.output_ids), reason)
+            except Exception:
+                log.exception("stats observer failed")
         if s.lora_slot >= 0:
             self.slots.release(s.lora_slot)
             if s.adapter is not None and self.adapters.info(s.adapter) is None:
                 self.slots.drop(s.adapter)  # unloaded while running: free its slot now
         self.reserved -= s.reserve
+        hole = s.slot
         last = self.running.pop()
+        self.runner.clear_slot(hole, s.cached)
         if last is not s:  # fill the hole so active slots stay 0..n-1
-            self.runner.move_slot(last.slot, s.slot, last.cached)
-            last.slot = s.slot
-            self.running[s.slot] = last
+            self.runner.move_slot(last.slot, hole, last.cached)
+            self.runner.clear_slot(last.slot, last.cached)
+            last.slot = hole
+            self.running[hole] = last
 
 
 def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> list[int]:

@@ -62,7 +62,7 @@ class LoRAContext:
     ``segments`` are handled one by one (long prefill runs). Short decode runs of
     several adapters are handled together by two ``bmm`` calls over a padded
     ``(n_runs, width)`` row table: ``rows`` (flattened, padding points at row 0),
-    ``pad_mask`` (zero on padding) and ``slots`` (the adapter slot of each run).
+    ``pad_mask`` (False on padding) and ``slots`` (the adapter slot of each run).
     """
 
     def __init__(self) -> None:
@@ -89,14 +89,14 @@ class LoRAContext:
         self.segments = [s for s in segments if s.end - s.start > batch_limit]
         width = max(s.end - s.start for s in short)
         rows = torch.zeros(len(short), width, dtype=torch.long)
-        mask = torch.zeros(len(short), width, 1)
+        mask = torch.zeros(len(short), width, 1, dtype=torch.bool)
         for i, s in enumerate(short):
             n = s.end - s.start
             rows[i, :n] = torch.arange(s.start, s.end)
-            mask[i, :n] = 1.0
+            mask[i, :n] = True
         slots = [s.slot for s in short]
         self.rows = rows.view(-1).to(device)
-        self.pad_mask = mask.to(device=device, dtype=dtype)
+        self.pad_mask = mask.to(device=device)
         self.slots = torch.tensor(slots, dtype=torch.long, device=device)
         self.all_slots = slots == list(range(n_slots))
 
@@ -129,10 +129,14 @@ class LoRALinear(nn.Module):
             if not ctx.all_slots:
                 a, b = a.index_select(0, ctx.slots), b.index_select(0, ctx.slots)
             xs = flat_x.index_select(0, ctx.rows).view(n_runs, -1, flat_x.shape[-1])
-            shrunk = torch.bmm(xs, a).mul_(ctx.pad_mask)  # padding rows add nothing
-            flat_y.index_add_(0, ctx.rows, torch.bmm(shrunk, b).view(-1, flat_y.shape[-1]))
+            # Padding rows add exactly nothing to row 0: select, not multiply, since
+            # 0 * inf is NaN and would leak one row's overflow into another request.
+            shrunk = torch.bmm(xs, a).masked_fill_(~ctx.pad_mask, 0.0)
+            delta = torch.bmm(shrunk, b).masked_fill_(~ctx.pad_mask, 0.0)
+            flat_y.index_add_(0, ctx.rows, delta.view(-1, flat_y.shape[-1]))
         return y
 
+    @torch.inference_mode()
     def set_slot(self, slot: int, a: torch.Tensor | None, b: torch.Tensor | None) -> None:
         self.lora_a[slot].zero_()
         self.lora_b[slot].zero_()
@@ -187,13 +191,13 @@ def load_adapter(
         if cfg.get(unsupported):
             raise AdapterError(f"adapter_config.json: {unsupported} is not supported")
     rank = cfg.get("r")
-    if not isinstance(rank, int) or rank < 1:
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise AdapterError("adapter_config.json: r must be a positive integer")
     if rank > max_rank:
         raise AdapterError(f"adapter rank {rank} exceeds --max-lora-rank {max_rank}")
     alpha = cfg.get("lora_alpha", rank)
-    if not isinstance(alpha, int | float):
-        raise AdapterError("adapter_config.json: lora_alpha must be a number")
+    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not math.isfinite(alpha):
+        raise AdapterError("adapter_config.json: lora_alpha must be a finite number")
     scaling = alpha / math.sqrt(rank) if cfg.get("use_rslora") else alpha / rank
 
     weights_file = path / "adapter_model.safetensors"
@@ -226,21 +230,29 @@ def load_adapter(
             raise AdapterError(f"{module}: needs both lora_A and lora_B")
         a, b = ab["A"], ab["B"]  # PEFT: A (r, in), B (out, r)
         base = target.base
-        if (
-            a.dim() != 2
-            or b.dim() != 2
-            or a.shape[0] > max_rank
-            or a.shape != (a.shape[0], base.in_features)
-            or b.shape != (base.out_features, a.shape[0])
-        ):
+        if a.dim() != 2 or b.dim() != 2 or a.shape != (rank, base.in_features):
             raise AdapterError(
-                f"{module}: shapes A{tuple(a.shape)} B{tuple(b.shape)} do not fit "
-                f"the base layer ({base.in_features} -> {base.out_features}, rank <= {max_rank})"
+                f"{module}: lora_A has shape {tuple(a.shape)}, expected ({rank}, "
+                f"{base.in_features}) (rank r={rank} from adapter_config.json)"
             )
-        out.tensors[module] = (
-            a.t().contiguous().to(dtype),
-            (b.t() * scaling).contiguous().to(dtype),
-        )
+        if b.shape != (base.out_features, rank):
+            raise AdapterError(
+                f"{module}: lora_B has shape {tuple(b.shape)}, expected "
+                f"({base.out_features}, {rank}) (rank r={rank} from adapter_config.json)"
+            )
+        if not (a.is_floating_point() and b.is_floating_point()):
+            raise AdapterError(f"{module}: LoRA tensors must be floating point")
+        a_t = a.t().contiguous().to(dtype)
+        b_t = (b.float().t() * scaling).contiguous().to(dtype)
+        # A NaN or an overflow (to the serving dtype, after scaling) would poison every
+        # request through this adapter; refuse it here rather than fail at sampling.
+        for which, tensor in (("lora_A", a_t), ("lora_B", b_t)):
+            if not torch.isfinite(tensor).all():
+                raise AdapterError(
+                    f"{module}: {which} has non-finite values (NaN or infinity) "
+                    f"after scaling by {scaling:g} in {dtype}"
+                )
+        out.tensors[module] = (a_t, b_t)
     return out
 
 

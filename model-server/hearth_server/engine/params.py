@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+# Seeds are signed 64-bit integers, as in vLLM and torch.Generator.manual_seed.
+SEED_MIN = -(2**63)
+SEED_MAX = 2**63 - 1
+
+# Positive temperatures below this are raised to it (vLLM's rule): dividing logits by a
+# smaller number overflows float32 (1e-45 gives inf and NaN). 0.01 already makes the
+# distribution nearly one-hot, so the result is close to what such a request asks for.
+MIN_TEMPERATURE = 0.01
 
 
 class ParamError(ValueError):
@@ -11,6 +21,14 @@ class ParamError(ValueError):
     def __init__(self, param: str, message: str) -> None:
         super().__init__(message)
         self.param = param
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 @dataclass
@@ -35,8 +53,15 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature == 0.0 or self.top_k == 1
 
+    @property
+    def effective_temperature(self) -> float:
+        """The divisor the sampler uses: temperatures in (0, MIN_TEMPERATURE) count as
+        MIN_TEMPERATURE (0 means greedy and never divides)."""
+        return max(self.temperature, MIN_TEMPERATURE)
+
     def validate(self) -> None:
         """Range checks shared by every dialect; raise ParamError naming the field."""
+        self._check_types()
         checks: list[tuple[bool, str, str]] = [
             (self.max_tokens >= 1, "max_tokens", "must be at least 1"),
             (0.0 <= self.temperature <= 2.0, "temperature", "must be between 0 and 2"),
@@ -55,10 +80,51 @@ class SamplingParams:
             (all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty"),
             (len(self.stop) <= 16, "stop", "at most 16 stop sequences"),
             (all(t >= 0 for t in self.stop_token_ids), "stop_token_ids", "must be >= 0"),
+            (
+                self.seed is None or SEED_MIN <= self.seed <= SEED_MAX,
+                "seed",
+                "must be a 64-bit signed integer (between -2**63 and 2**63 - 1)",
+            ),
         ]
         for ok, param, msg in checks:
             if not ok:
                 raise ParamError(param, f"{param} {msg}")
+
+    def check_token_ids(self, vocab_size: int) -> None:
+        """Token ids the sampler indexes with must lie inside the model's vocabulary."""
+        bad = [t for t in self.stop_token_ids if not 0 <= t < vocab_size]
+        if bad:
+            raise ParamError(
+                "stop_token_ids",
+                f"stop_token_ids {bad[0]} is outside the vocabulary (0 to {vocab_size - 1})",
+            )
+
+    def _check_types(self) -> None:
+        ints = ("max_tokens", "top_k", "min_tokens")
+        floats = (
+            "temperature",
+            "top_p",
+            "min_p",
+            "repetition_penalty",
+            "presence_penalty",
+            "frequency_penalty",
+        )
+        for name in ints:
+            if not _is_int(getattr(self, name)):
+                raise ParamError(name, f"{name} must be an integer")
+        for name in floats:
+            if not _is_number(getattr(self, name)):
+                raise ParamError(name, f"{name} must be a finite number")
+        optional_ints = (("seed", self.seed), ("top_logprobs", self.logprobs))
+        for name, value in optional_ints:
+            if value is not None and not _is_int(value):
+                raise ParamError(name, f"{name} must be an integer")
+        if not isinstance(self.stop, list) or not all(isinstance(s, str) for s in self.stop):
+            raise ParamError("stop", "stop must be a list of strings")
+        if not isinstance(self.stop_token_ids, list) or not all(
+            _is_int(t) for t in self.stop_token_ids
+        ):
+            raise ParamError("stop_token_ids", "stop_token_ids must be a list of integers")
 
 
 @dataclass

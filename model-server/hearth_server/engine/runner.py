@@ -5,6 +5,14 @@ We drive the Hugging Face llama-family modules ourselves instead of calling
 ``(slots, kv_heads, capacity, head_dim)``. Active sequences always occupy slots
 ``0..n_active-1`` (a finished sequence's hole is filled by moving the last one), so
 decode attention runs on a view of the cache without gathering.
+
+Every method that allocates or writes the cache runs under ``torch.inference_mode()``,
+whichever thread calls it: the cache tensors are always inference tensors, and an
+in-place update of one outside inference mode is an error in torch.
+
+Positions that no active sequence owns are kept at zero (``clear_slot``). Masked
+attention multiplies them by a zero weight, and a NaN left behind by a diverging
+sequence would turn that product into NaN for the next sequence in the slot.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ class ModelRunner:
         self.group = self.n_heads // self.n_kv
         self.max_seqs = max_seqs
         self.max_len = max_len
+        self.vocab_size = int(self.lm_head.weight.shape[0])
         self.dtype: torch.dtype = self.embed.weight.dtype
         self.device: torch.device = self.embed.weight.device
         self.capacity = 0
@@ -71,6 +80,7 @@ class ModelRunner:
         self._ensure_capacity(min(256, max_len))
 
     # -- cache management -------------------------------------------------------------
+    @torch.inference_mode()
     def _ensure_capacity(self, needed: int) -> None:
         if needed <= self.capacity:
             return
@@ -92,11 +102,19 @@ class ModelRunner:
                 self.v_cache.append(v)
         self.capacity = new_cap
 
+    @torch.inference_mode()
     def move_slot(self, src: int, dst: int, length: int) -> None:
         """Copy a sequence's cache to another slot (used to keep slots compact)."""
         for k, v in zip(self.k_cache, self.v_cache, strict=True):
             k[dst, :, :length].copy_(k[src, :, :length])
             v[dst, :, :length].copy_(v[src, :, :length])
+
+    @torch.inference_mode()
+    def clear_slot(self, slot: int, length: int) -> None:
+        """Zero the first ``length`` positions of ``slot`` (all a sequence wrote there)."""
+        for k, v in zip(self.k_cache, self.v_cache, strict=True):
+            k[slot, :, :length].zero_()
+            v[slot, :, :length].zero_()
 
     def cache_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.k_cache, *self.v_cache))

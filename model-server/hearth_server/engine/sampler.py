@@ -1,7 +1,13 @@
-"""Turn a batch of logits into next tokens, honouring each row's own sampling params."""
+"""Turn a batch of logits into next tokens, honouring each row's own sampling params.
+
+Rows are independent: a row whose logits are not finite (a diverging adapter, an
+overflow), or that bans every token, fails on its own with an error message; the other
+rows of the batch are sampled as usual.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -18,49 +24,80 @@ class RowState:
     banned: list[int]  # token ids masked out this step (e.g. EOS before min_tokens)
 
 
-def sample(
-    logits: torch.Tensor, rows: list[RowState]
-) -> tuple[list[int], list[TokenLogprob | None]]:
+@dataclass
+class Sampled:
+    """One row's result: a token (with logprobs when asked), or ``error`` and no token."""
+
+    token: int | None
+    logprob: TokenLogprob | None = None
+    error: str | None = None
+
+
+class RowError(Exception):
+    """This row cannot be sampled; the message is shown to its client."""
+
+
+NON_FINITE = "the model produced non-finite logits (NaN or infinity) for this request"
+
+
+def sample(logits: torch.Tensor, rows: list[RowState]) -> list[Sampled]:
     """``logits``: (R, V) float32. Greedy rows take the argmax of the processed logits.
 
     Logprobs are reported from the model's raw distribution (before penalties and
     temperature), as vLLM does by default.
     """
+    finite = torch.isfinite(logits).all(dim=-1).tolist() if rows else []
     raw_logprobs = None
     if any(r.params.logprobs is not None for r in rows):
         raw_logprobs = torch.log_softmax(logits, dim=-1)
-    tokens: list[int] = []
+    results: list[Sampled] = []
     for i, row in enumerate(rows):
-        tokens.append(_sample_row(logits[i], row))
-    lps: list[TokenLogprob | None] = []
-    for i, row in enumerate(rows):
-        if raw_logprobs is None or row.params.logprobs is None:
-            lps.append(None)
+        if not finite[i]:
+            results.append(Sampled(None, error=NON_FINITE))
             continue
-        lp = raw_logprobs[i]
-        top: list[tuple[int, float]] = []
-        if row.params.logprobs > 0:
-            vals, idx = torch.topk(lp, row.params.logprobs)
-            top = list(zip(idx.tolist(), vals.tolist(), strict=True))
-        lps.append(TokenLogprob(tokens[i], float(lp[tokens[i]]), top))
-    return tokens, lps
+        try:
+            token = _sample_row(logits[i], row)
+        except RowError as exc:
+            results.append(Sampled(None, error=str(exc)))
+            continue
+        lp = None
+        if raw_logprobs is not None and row.params.logprobs is not None:
+            lp = _logprob(raw_logprobs[i], token, row.params.logprobs)
+        results.append(Sampled(token, lp))
+    return results
+
+
+def _logprob(lp: torch.Tensor, token: int, n_top: int) -> TokenLogprob:
+    top: list[tuple[int, float]] = []
+    k = min(n_top, lp.shape[-1])
+    if k > 0:
+        vals, idx = torch.topk(lp, k)
+        top = list(zip(idx.tolist(), vals.tolist(), strict=True))
+    return TokenLogprob(token, float(lp[token]), top)
 
 
 def _sample_row(logits: torch.Tensor, row: RowState) -> int:
     p = row.params
-    needs_copy = (
-        row.banned or p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty
-    )
+    vocab = logits.shape[-1]
+    # Out-of-vocabulary ids are refused at submit; ignore any that get here anyway.
+    banned = [t for t in row.banned if 0 <= t < vocab]
+    needs_copy = banned or p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty
     if needs_copy:
         logits = logits.clone()
         _apply_penalties(logits, row)
-        if row.banned:
-            logits[row.banned] = -float("inf")
+        if banned:
+            logits[banned] = -float("inf")
+    best = float(logits.max())
+    if best == -float("inf"):
+        raise RowError("every token of the vocabulary is banned for this request")
+    if not math.isfinite(best):  # NaN or +inf: torch's max propagates NaN
+        raise RowError(NON_FINITE)
     if p.greedy:
         return int(torch.argmax(logits))
-    logits = logits / p.temperature
+    # Subtracting the maximum first keeps every scaled logit <= 0: no overflow to inf.
+    logits = (logits - best) / p.effective_temperature
     if p.top_k > 0:
-        k = min(p.top_k, logits.shape[-1])
+        k = min(p.top_k, vocab)
         kth = torch.topk(logits, k).values[-1]
         logits = logits.masked_fill(logits < kth, -float("inf"))
     probs = torch.softmax(logits, dim=-1)
@@ -73,6 +110,9 @@ def _sample_row(logits: torch.Tensor, row: RowState) -> int:
         drop = (cum - sorted_probs) >= p.top_p
         sorted_probs = sorted_probs.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    total = float(probs.sum())
+    if not total > 0.0 or not torch.isfinite(probs).all():
+        raise RowError(NON_FINITE)
     return int(torch.multinomial(probs, 1, generator=row.generator))
 
 
@@ -81,7 +121,7 @@ def _apply_penalties(logits: torch.Tensor, row: RowState) -> None:
     vocab = logits.shape[-1]
     if p.repetition_penalty != 1.0:
         seen = torch.tensor(sorted(set(row.prompt_ids) | set(row.output_ids)), dtype=torch.long)
-        seen = seen[seen < vocab]
+        seen = seen[(seen >= 0) & (seen < vocab)]
         if seen.numel():
             vals = logits[seen]
             logits[seen] = torch.where(
@@ -89,5 +129,6 @@ def _apply_penalties(logits: torch.Tensor, row: RowState) -> None:
             )
     if (p.presence_penalty or p.frequency_penalty) and row.output_ids:
         out = torch.tensor(row.output_ids, dtype=torch.long)
-        counts = torch.bincount(out[out < vocab], minlength=vocab).to(logits.dtype)
+        out = out[(out >= 0) & (out < vocab)]
+        counts = torch.bincount(out, minlength=vocab).to(logits.dtype)
         logits -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(logits.dtype)
