@@ -8,12 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hearth_trainer.datasets import (
-    ChatExample,
-    CompletionExample,
-    validate,
-    validate_lines,
-)
+from hearth.datasets import ChatExample, CompletionExample, validate_lines
+from hearth_trainer.datasets import validate
 from hearth_trainer.sources import DatasetSourceError, local_path, open_lines
 
 GOOD = json.dumps(

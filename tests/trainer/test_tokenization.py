@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hearth.datasets import ChatExample, CompletionExample, Message
 from hearth_trainer.batching import Batch, padding_ratio, plan_epoch, split_rows
-from hearth_trainer.datasets import ChatExample, CompletionExample, Message
 from hearth_trainer.tokenization import tokenize_all, tokenize_example
 
 

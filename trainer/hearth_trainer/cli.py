@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hearth_trainer.datasets import FORMATS, DatasetInvalidError, check_format, validate
+from hearth.datasets import FORMATS, DatasetInvalidError, check_format
+from hearth_trainer.datasets import validate
 from hearth_trainer.sources import DatasetSourceError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 75

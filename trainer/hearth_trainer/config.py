@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hearth_trainer.datasets import Format
+from hearth.datasets import Format
 
 Schedule = Literal["cosine", "linear", "constant"]
 

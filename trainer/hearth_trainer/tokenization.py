@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth_trainer.datasets import ChatExample, CompletionExample, Example, render_chat
+from hearth.datasets import ChatExample, CompletionExample, Example, render_chat
 
 
 class TokenizationError(ValueError):

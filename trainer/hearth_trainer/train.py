@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hearth.datasets import Example
 from hearth_trainer import checkpoint as ckpt
 from hearth_trainer.batching import Batch, padding_ratio, plan_epoch, split_rows
 from hearth_trainer.config import TrainConfig
-from hearth_trainer.datasets import Example, load_examples
+from hearth_trainer.datasets import load_examples
 from hearth_trainer.reporting import MultiReporter, Reporter
 from hearth_trainer.tokenization import TokenizedExample, TokenizeStats, tokenize_all
 

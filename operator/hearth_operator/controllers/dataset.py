@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hearth.datasets import check_format, validate_lines
+
 from ..context import Context
 from ..planning.dataset import LABEL_DATASET, is_settled, plan_dataset, validation_job_name
 from ..planning.workloads import job_finished
@@ -19,9 +21,7 @@ def reconcile_dataset(ctx: Context, namespace: str, name: str) -> None:
             config_map = ctx.kube.get("ConfigMap", ref["name"], namespace)
             text = ((config_map or {}).get("data") or {}).get(ref["key"])
             if text is not None:
-                # Pure Python, no torch: the same validation the trainer runs.
-                from hearth_trainer.datasets import check_format, validate_lines
-
+                # The shared, torch-free rules: the same validation the trainer runs.
                 fmt = check_format(dataset["spec"].get("format", "CHAT"))
                 validated, _ = validate_lines(text.splitlines(), fmt)
                 report = validated.to_json()
