@@ -12,6 +12,7 @@ from tests.harness.emulator import KubeEmulatorServer
 from tests.harness.waiting import eventually
 
 pytestmark = [
+    pytest.mark.slow,  # runs the kubectl binary
     pytest.mark.timeout(120),
     pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl on this machine"),
 ]

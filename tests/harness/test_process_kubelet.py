@@ -22,6 +22,7 @@ from tests.harness.kubelet import ProcessKubelet
 from tests.harness.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
+# Tests that run containers as real processes are marked slow; fake_ready ones are not.
 
 
 @pytest.fixture
@@ -60,6 +61,7 @@ def alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_http_server_pod_becomes_ready_and_is_killed_on_delete(
     core: CoreV1Api, kubelet: ProcessKubelet, api: KubeEmulatorServer
 ) -> None:
@@ -93,6 +95,7 @@ def test_http_server_pod_becomes_ready_and_is_killed_on_delete(
     assert not alive(pid)
 
 
+@pytest.mark.slow
 def test_restart_policies(core: CoreV1Api, kubelet: ProcessKubelet) -> None:
     crash = [sys.executable, "-c", 'import sys; print("crashing"); sys.exit(3)']
     core.create_namespaced_pod("default", pod("crashy", crash, restart="Always"))
@@ -123,6 +126,7 @@ def test_restart_policies(core: CoreV1Api, kubelet: ProcessKubelet) -> None:
     assert "crashing" in kubelet.read_log("default", "failing", "main")
 
 
+@pytest.mark.slow
 def test_environment_and_downward_api(core: CoreV1Api, kubelet: ProcessKubelet) -> None:
     core.create_namespaced_config_map(
         "default", {"metadata": {"name": "settings"}, "data": {"level": "debug"}}
@@ -164,6 +168,7 @@ def test_environment_and_downward_api(core: CoreV1Api, kubelet: ProcessKubelet) 
     ) in log
 
 
+@pytest.mark.slow
 def test_startup_probe_failure_restarts_container(core: CoreV1Api, kubelet: ProcessKubelet) -> None:
     # Nothing listens on the probed port: the startup probe fails and the container restarts.
     spec = pod(
@@ -200,6 +205,7 @@ def test_kubelet_client_is_plain_http(api: KubeEmulatorServer) -> None:
         assert [n.metadata.name for n in nodes] == ["process-node"]
 
 
+@pytest.mark.slow
 def test_job_runs_to_completion_and_retries(
     client: Any, core: CoreV1Api, kubelet: ProcessKubelet, api: KubeEmulatorServer
 ) -> None:
@@ -243,6 +249,7 @@ def test_job_runs_to_completion_and_retries(
     eventually(lambda: not api.list("v1", "Pod", "default", label_selector="job-name=bad"))
 
 
+@pytest.mark.slow
 def test_init_containers_env_from_and_liveness(
     core: CoreV1Api, kubelet: ProcessKubelet, tmp_path: Any
 ) -> None:
@@ -286,6 +293,7 @@ def test_init_containers_env_from_and_liveness(
     eventually(restarted, timeout=20)
 
 
+@pytest.mark.slow
 def test_force_deletion_kills_at_once(
     core: CoreV1Api, kubelet: ProcessKubelet, api: KubeEmulatorServer
 ) -> None:
@@ -302,6 +310,7 @@ def test_force_deletion_kills_at_once(
     eventually(lambda: not alive(pid), timeout=10)
 
 
+@pytest.mark.slow
 def test_image_entrypoints_come_from_image_commands(
     api: KubeEmulatorServer, core: CoreV1Api, tmp_path: Any
 ) -> None:
@@ -330,6 +339,7 @@ def test_image_entrypoints_come_from_image_commands(
         eventually(lambda: waiting_reason() == "CreateContainerError")
 
 
+@pytest.mark.slow
 def test_stopping_the_kubelet_kills_everything(
     api: KubeEmulatorServer, core: CoreV1Api, tmp_path: Any
 ) -> None:

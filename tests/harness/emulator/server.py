@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import concurrent.futures
 import contextlib
 import json
 import pathlib
 import tempfile
-import threading
 import traceback
 from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
@@ -30,6 +28,7 @@ import kmock
 import yaml
 from typing_extensions import override
 
+from tests.harness.background import BackgroundLoop
 from tests.harness.emulator.api import KubeEmulator, parse_route
 from tests.harness.emulator.errors import ApiError
 from tests.harness.emulator.patching import MERGE_PATCH
@@ -178,11 +177,7 @@ class KubeEmulatorServer:
         self._namespaces = list(namespaces)
         self._workdir_arg = workdir
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
+        self._runner = BackgroundLoop("kube-emulator", self._serve)
         self.port = 0
         self.workdir = pathlib.Path(".")
 
@@ -215,11 +210,11 @@ class KubeEmulatorServer:
         else:
             self.workdir = pathlib.Path(self._workdir_arg)
             self.workdir.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._startup_error is not None:
-            raise RuntimeError("the emulated API server failed to start") from self._startup_error
+        try:
+            self._runner.start()
+        except BaseException:
+            self.stop()  # removes the work directory: __exit__ is not called when this raises
+            raise
         self._write_kubeconfig()
         for namespace in self._namespaces:
             self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -227,29 +222,14 @@ class KubeEmulatorServer:
             self.load_crds(source)
 
     def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        self._thread = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
         try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # surfaced to start() through _startup_error
-            self._startup_error = exc
-            self._ready.set()
+            self._runner.stop()
         finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
 
     async def _serve(self) -> None:
-        self._stopping = asyncio.Event()
         async with self.kmock:
             server = aiohttp.web.Server(self.kmock, handler_cancellation=True)
             runner = aiohttp.web.ServerRunner(server, shutdown_timeout=2.0)
@@ -258,9 +238,9 @@ class KubeEmulatorServer:
             await site.start()
             self.port = int(runner.addresses[0][1])
             controllers = asyncio.create_task(self.emulator.run_controllers())
-            self._ready.set()
+            self._runner.ready.set()
             try:
-                await self._stopping.wait()
+                await self._runner.stop_requested.wait()
             finally:
                 self.emulator.close_watches()
                 await asyncio.sleep(0)
@@ -293,24 +273,12 @@ class KubeEmulatorServer:
     # ----- direct access to the state (thread-safe: runs on the server loop) ----------------
 
     def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the server's loop, where the store lives, and return its result."""
-        assert self._loop is not None
-        if threading.current_thread() is self._thread:
-            return fn()  # e.g. from a kmock reaction: already on the loop, waiting would deadlock
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        self._loop.call_soon_threadsafe(run)
-        return future.result(timeout=30)
+        """Run ``fn`` on the server's loop, where the store lives, and return its result
+        (at once when called on the loop, e.g. from a kmock reaction)."""
+        return self._runner.call(fn)
 
     def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+        return self._runner.run_coroutine(coro)
 
     def _rtype(self, api_version: str, kind: str) -> ResourceType:
         rtype = self.emulator.registry.find_kind(api_version, kind)

@@ -22,13 +22,13 @@ import os
 import pathlib
 import sys
 import tempfile
-import threading
 from collections.abc import Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
+from tests.harness.background import BackgroundLoop
 from tests.harness.emulator import KubeEmulatorServer
 from tests.harness.kubelet.client import ApiStatusError, KubeClient
 from tests.harness.kubelet.jobs import JobController
@@ -86,11 +86,8 @@ class ProcessKubelet:
         self.logger = logger
         self.workers: dict[str, PodWorker] = {}  # by pod uid
         self._client: KubeClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self.error: BaseException | None = None
+        # Stopping kills every container (a second's grace each, all at once): 60 s is ample.
+        self._runner = BackgroundLoop("process-kubelet", self._main, stop_timeout=60.0)
         self._background: set[asyncio.Task[None]] = set()
         self._started: list[PodWorker] = []  # every worker, to kill all at stop
 
@@ -148,48 +145,37 @@ class ProcessKubelet:
         self.stop()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="process-kubelet", daemon=True)
-        self._thread.start()
-        self._ready.wait(30)
-        if self.error is not None:
-            raise RuntimeError("the process kubelet failed to start") from self.error
+        try:
+            self._runner.start()
+        except BaseException:
+            self.stop()  # removes the log directory: __exit__ is not called when this raises
+            raise
         if isinstance(self.api, KubeEmulatorServer):
             self.api.emulator.log_source = self.read_log
 
     def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-            self._thread = None
-        if (
-            isinstance(self.api, KubeEmulatorServer)
-            and self.api.emulator.log_source == self.read_log
-        ):
-            self.api.emulator.log_source = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def _run(self) -> None:
         try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self.error = exc
-            self._ready.set()
+            self._runner.stop()
+        finally:
+            if (
+                isinstance(self.api, KubeEmulatorServer)
+                and self.api.emulator.log_source == self.read_log
+            ):
+                self.api.emulator.log_source = None
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
 
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
         async with KubeClient(self.url) as client:
             self._client = client
             await self._register_node()
             tasks = [asyncio.create_task(self._watch_pods())]
             if self.run_jobs:
                 tasks.append(asyncio.create_task(JobController(client).run()))
-            self._ready.set()
+            self._runner.ready.set()
             try:
-                await self._stopping.wait()
+                await self._runner.stop_requested.wait()
             finally:
                 for task in tasks:
                     task.cancel()
