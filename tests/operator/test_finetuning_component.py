@@ -20,7 +20,7 @@ from tests.harness.waiting import eventually
 from tests.operator.conftest import Cluster
 from tests.server.conftest import build_tiny_model_dir
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # runs hearth-trainer processes
 
 CHATS = [
     {

@@ -189,6 +189,7 @@ def test_invalid_specs_are_refused_by_the_api(cluster):
     assert "LoRA rank must be between 4 and 64" in str(refused.value.body)
 
 
+@pytest.mark.slow  # the kubelet runs the stub server as real processes
 def test_deployment_runs_replicas_and_replaces_lost_ones(cluster, kubelet):
     with cluster.operator() as ctx:
         cluster.apply(ACCOUNT)
@@ -246,6 +247,7 @@ def test_quota_exceeded_is_reported_with_numbers(cluster):
         assert cluster.pods("d1") == []
 
 
+@pytest.mark.slow  # the kubelet runs the stub server as real processes
 def test_crashing_server_is_reported(cluster, kubelet):
     with cluster.operator():
         cluster.apply(ACCOUNT)
@@ -260,6 +262,7 @@ def test_crashing_server_is_reported(cluster, kubelet):
         assert dep["status"]["state"] == "FAILED"
 
 
+@pytest.mark.slow  # the kubelet runs the stub server as real processes
 def test_rollout_on_spec_change_survives_an_operator_restart(cluster, kubelet):
     with cluster.operator():
         cluster.apply(ACCOUNT)
@@ -296,6 +299,7 @@ def test_rollout_on_spec_change_survives_an_operator_restart(cluster, kubelet):
         assert dep["status"]["replicaStats"]["readyReplicaCount"] == 2
 
 
+@pytest.mark.slow  # the kubelet runs the stub server as real processes
 def test_deployed_model_loads_on_every_replica_and_unloads_on_delete(cluster, kubelet):
     with cluster.operator():
         cluster.apply(ACCOUNT)
@@ -350,6 +354,7 @@ def test_deployed_model_loads_on_every_replica_and_unloads_on_delete(cluster, ku
         assert len(unloads) == 2
 
 
+@pytest.mark.slow  # the kubelet runs the stub server as real processes
 def test_cross_object_rules_of_deployed_models(cluster, kubelet):
     with cluster.operator():
         cluster.apply(ACCOUNT)

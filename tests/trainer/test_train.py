@@ -246,6 +246,7 @@ def _wait_for_checkpoint(out: Path, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # runs hearth-trainer as a real process
 def test_kill_minus_9_never_leaves_a_half_written_adapter(
     tiny_dir: Path, dataset: Path, tmp_path: Path
 ) -> None:
