@@ -56,6 +56,8 @@ def make_adapters(path: Path, n: int, out: Path) -> list[Path]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from hearth_server.engine.lora import TARGET_MODULES
+
     dirs = []
     for i in range(n):
         base = AutoModelForCausalLM.from_pretrained(path)
@@ -64,15 +66,7 @@ def make_adapters(path: Path, n: int, out: Path) -> list[Path]:
             r=16,
             lora_alpha=16,
             init_lora_weights=False,
-            target_modules=[
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ],
+            target_modules=list(TARGET_MODULES),
         )
         peft_model = get_peft_model(base, cfg)
         with torch.no_grad():

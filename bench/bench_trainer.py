@@ -85,6 +85,7 @@ def run_peer(args: argparse.Namespace, data: Path, samples_per_batch: int) -> di
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
+    from hearth_server.engine.lora import TARGET_MODULES
     from hearth_server.models import resolve_model
     from hearth_server.models.loading import load_model
     from hearth_trainer.datasets import load_examples
@@ -105,15 +106,7 @@ def run_peer(args: argparse.Namespace, data: Path, samples_per_batch: int) -> di
     lora = LoraConfig(
         r=args.lora_rank,
         lora_alpha=2 * args.lora_rank,
-        target_modules=[
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ],
+        target_modules=list(TARGET_MODULES),  # what hearth-trainer adapts
         lora_dropout=0.0,
         bias="none",
         task_type="CAUSAL_LM",

@@ -95,20 +95,14 @@ def make_adapter(model_dir: Path, out: Path, seed: int, rank: int = 8, scale: fl
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from hearth_server.engine.lora import TARGET_MODULES
+
     base = AutoModelForCausalLM.from_pretrained(model_dir)
     torch.manual_seed(seed)
     cfg = LoraConfig(
         r=rank,
         lora_alpha=rank,
-        target_modules=[
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ],
+        target_modules=list(TARGET_MODULES),
         init_lora_weights=False,  # random B too, so the adapter changes outputs
     )
     peft_model = get_peft_model(base, cfg)
