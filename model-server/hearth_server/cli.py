@@ -6,9 +6,16 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from hearth_server.config import ServerSettings
+from hearth_server.config import API_KEY_ENV, DEFAULT_MAX_REQUEST_BYTES, ServerSettings
 from hearth_server.models.loading import DTYPES
+
+if TYPE_CHECKING:
+    from hearth_server.engine.engine import Engine
+
+# uvicorn's exit status when the server could not start (e.g. the port is taken).
+STARTUP_FAILURE = 3
 
 
 def _lora(value: str) -> tuple[str, str]:
@@ -23,6 +30,13 @@ def _positive(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
     return n
+
+
+def _non_negative(value: str) -> float:
+    seconds = float(value)
+    if not seconds >= 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +95,36 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=os.environ.get("POD_IP", "0.0.0.0"))
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV) or None,
+        help="token required on every route but /health and /metrics, as "
+        f"'Authorization: Bearer <key>' or 'x-api-key: <key>' (default: ${API_KEY_ENV}; "
+        "prefer the variable: a flag shows in the process list)",
+    )
+    serve.add_argument(
+        "--max-request-bytes",
+        type=_positive,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="larger request bodies get a 413",
+    )
+    serve.add_argument(
+        "--adapter-root",
+        dest="adapter_roots",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory /v1/load_lora_adapter may read adapters from, besides the model "
+        "cache, the PVC mount root and the base model's directory (repeatable)",
+    )
+    serve.add_argument(
+        "--engine-failure-exit-delay",
+        type=_non_negative,
+        default=2.0,
+        metavar="SECONDS",
+        help="after the engine dies, exit with status 1 this long after failing the "
+        "requests in flight, so that Kubernetes restarts the server",
+    )
     return parser
 
 
@@ -101,7 +145,40 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         device=args.device,
         host=args.host,
         port=args.port,
+        api_key=args.api_key,
+        max_request_bytes=args.max_request_bytes,
+        adapter_roots=list(args.adapter_roots),
+        engine_failure_exit_delay=args.engine_failure_exit_delay,
     )
+
+
+def serve(settings: ServerSettings, log_level: str = "info", engine: Engine | None = None) -> int:
+    """Run the HTTP server until it stops; returns the process exit status: 0 after a
+    normal shutdown, 1 after an engine failure, 3 if it could not start. ``engine``: a
+    ready engine to serve instead of loading ``settings.model`` (tests)."""
+    import uvicorn
+
+    from hearth_server.api.app import build_app
+
+    server: uvicorn.Server | None = None
+
+    def stop() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = build_app(settings, engine=engine, on_fatal=stop)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        return STARTUP_FAILURE
+    return int(app.state.hearth.exit_code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,25 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     settings = settings_from_args(args)
-    import uvicorn
-
-    from hearth_server.api.app import build_app
-
     logging.getLogger("hearth_server").info(
-        "hearth-server serving %s as %r on %s:%d",
+        "hearth-server serving %s as %r on %s:%d (API key %s)",
         settings.model,
         settings.model_name,
         settings.host,
         settings.port,
+        "required" if settings.api_key else "not set: every route is open",
     )
-    uvicorn.run(
-        build_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level.lower(),
-        timeout_graceful_shutdown=5,
-    )
-    return 0
+    return serve(settings, args.log_level)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+# The operator passes each Deployment's API token to its server pods in this variable
+# (from a Secret), so it never shows in the pod spec or in `ps`.
+API_KEY_ENV = "HEARTH_SERVER_API_KEY"
+
+# Request bodies above this many bytes get a 413. A full 4096-token context is ~16 KB
+# of text; 4 MiB leaves room for long contexts and token-id prompts without letting a
+# client make the server buffer arbitrary amounts of memory.
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
 
 @dataclass
 class ServerSettings:
@@ -23,6 +32,15 @@ class ServerSettings:
     device: str = "auto"  # "auto": cuda when available, else cpu
     host: str = field(default_factory=lambda: os.environ.get("POD_IP", "0.0.0.0"))
     port: int = 8000
+    # Every route but /health and /metrics requires this token when it is set.
+    api_key: str | None = None
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    # Directories POST /v1/load_lora_adapter may read from, besides the defaults
+    # (the hearth cache, the PVC mount root and the base model's directory).
+    adapter_roots: list[str] = field(default_factory=list)
+    # After the engine dies: seconds to let in-flight responses finish before the
+    # process exits non-zero (so Kubernetes restarts it). None: stay up (tests).
+    engine_failure_exit_delay: float | None = None
 
     @property
     def model_name(self) -> str:

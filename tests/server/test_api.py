@@ -20,9 +20,12 @@ MODEL = "tiny"
 
 
 @pytest.fixture
-def client(make_engine) -> Iterator[TestClient]:
+def client(make_engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     engine = make_engine(max_lora_rank=8)
-    app = build_app(ServerSettings(model="/models/tiny", served_model_name=MODEL), engine=engine)
+    # Test adapters live under pytest's temporary directory: allow it as an adapter root.
+    roots = [str(tmp_path_factory.getbasetemp())]
+    settings = ServerSettings(model="/models/tiny", served_model_name=MODEL, adapter_roots=roots)
+    app = build_app(settings, engine=engine)
     with TestClient(app) as c:
         yield c
 
@@ -153,7 +156,7 @@ def test_context_length_exceeded_behavior(client: TestClient) -> None:
         ({"max_tokens": "many"}, "max_tokens"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
-        ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content.str"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),
         ({"logit_bias": {"5": 1}}, "logit_bias"),
@@ -328,15 +331,20 @@ def test_health_is_503_until_loaded_and_requests_get_503() -> None:
         openai_error(c.post("/v1/chat/completions", json=chat()), 503)
 
 
-def test_overload_is_503_and_server_keeps_serving(make_engine) -> None:
-    engine = make_engine(max_num_seqs=1, max_waiting=1)
+def test_more_sequences_than_the_queue_holds_is_400_naming_the_limit(make_engine) -> None:
+    """Such a request could never be admitted: it is invalid (400), not an overload (503)
+    that a client would retry. (Real overload: test_http_server.py.)"""
+    engine = make_engine(max_num_seqs=1, max_waiting=4)
     app = build_app(ServerSettings(model="/models/tiny", served_model_name=MODEL), engine=engine)
-    long = {"model": MODEL, "prompt": "Hello", "max_tokens": 100, "ignore_eos": True}
+    short = {"model": MODEL, "max_tokens": 2}
     with TestClient(app) as c:
-        # n=3 needs three sequences: one runs, one waits, the third overflows the queue.
-        err = openai_error(c.post("/v1/completions", json={**long, "n": 3}), 503)
-        assert "overloaded" in str(err["message"])
-        assert c.post("/v1/completions", json={**long, "max_tokens": 2}).status_code == 200
+        err = openai_error(c.post("/v1/completions", json={**short, "prompt": ["Hi"] * 5}), 400)
+        assert "--max-waiting" in err["message"] and "4" in err["message"]
+        assert err["param"] == "prompt"
+        two_by_two = {**short, "prompt": ["Hi", "Yo"], "n": 2}
+        assert c.post("/v1/completions", json=two_by_two).status_code == 200
+        err = openai_error(c.post("/v1/completions", json={**two_by_two, "n": 3}), 400, "prompt")
+        openai_error(c.post("/v1/chat/completions", json=chat(n=5)), 400, "n")
 
 
 def test_chat_n_choices_stream(client: TestClient) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth_server.api import health, metrics
 from hearth_server.api.anthropic.messages import router as anthropic_messages
-from hearth_server.api.errors import ErrorResponse, anthropic_json, error, openai_json
+from hearth_server.api.errors import ErrorResponse, error, render
+from hearth_server.api.guards import RequestGuard
 from hearth_server.api.metrics import Metrics
 from hearth_server.api.openai.chat import router as chat
 from hearth_server.api.openai.completions import router as completions
@@ -28,6 +29,9 @@ from hearth_server.engine.engine import Engine
 
 log = logging.getLogger("hearth_server")
 
+# How often the lifespan task looks at the engine thread.
+_WATCH_INTERVAL_S = 0.2
+
 
 class NotReady(Exception):
     pass
@@ -38,10 +42,17 @@ async def require_ready(request: Request) -> None:
         raise NotReady()
 
 
-def build_app(settings: ServerSettings, engine: Engine | None = None) -> FastAPI:
+def build_app(
+    settings: ServerSettings,
+    engine: Engine | None = None,
+    on_fatal: Callable[[], None] | None = None,
+) -> FastAPI:
     """Build the app. With ``engine`` given (tests) it is used as is; otherwise the model
     named by ``settings.model`` is loaded in the background after startup, and /health
-    answers 503 until it is ready."""
+    answers 503 until it is ready.
+
+    If the engine dies and ``settings.engine_failure_exit_delay`` is set, ``on_fatal``
+    is called that many seconds later (the CLI stops uvicorn and exits 1)."""
     state = ServerState(settings=settings, metrics=Metrics(settings.model_name))
     if engine is not None:
         _attach_engine(state, engine)
@@ -49,16 +60,20 @@ def build_app(settings: ServerSettings, engine: Engine | None = None) -> FastAPI
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = None
+        tasks = []
         if state.engine is None:
-            task = asyncio.create_task(_load_in_background(state))
+            tasks.append(asyncio.create_task(_load_in_background(state)))
+        delay = settings.engine_failure_exit_delay
+        if delay is not None and on_fatal is not None:
+            tasks.append(asyncio.create_task(_exit_on_engine_failure(state, delay, on_fatal)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
             if state.engine is not None and engine is None:
                 state.engine.shutdown()
+            state.tokenizer_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="hearth-server", lifespan=lifespan)
     app.state.hearth = state
@@ -68,6 +83,9 @@ def build_app(settings: ServerSettings, engine: Engine | None = None) -> FastAPI
     app.include_router(health.router)
     app.include_router(metrics.router)
     _install_error_handlers(app)
+    app.add_middleware(
+        RequestGuard, api_key=settings.api_key, max_request_bytes=settings.max_request_bytes
+    )
     return app
 
 
@@ -110,21 +128,30 @@ async def _load_startup_loras(state: ServerState) -> None:
 
     for name, uri in state.settings.loras:
         start = time.monotonic()
-        result = await load_lora_adapter(
-            state, LoadLoRAAdapterRequest(lora_name=name, lora_path=uri)
-        )
+        request = LoadLoRAAdapterRequest(lora_name=name, lora_path=uri)
+        # --lora paths come from whoever started the server: not confined to the roots.
+        result = await load_lora_adapter(state, request, confined=False)
         if isinstance(result, ErrorResponse):
             log.error("--lora %s=%s failed: %s", name, uri, result.error.message)
         else:
             log.info("adapter %s loaded from %s in %.2fs", name, uri, time.monotonic() - start)
 
 
-def _is_anthropic(request: Request) -> bool:
-    return request.url.path.startswith(anthropic_messages.PREFIX)
-
-
-def _render(request: Request, err: ErrorResponse) -> JSONResponse:
-    return anthropic_json(err) if _is_anthropic(request) else openai_json(err)
+async def _exit_on_engine_failure(
+    state: ServerState, delay: float, on_fatal: Callable[[], None]
+) -> None:
+    """Once the engine thread has died (its requests have already been failed), give
+    responses ``delay`` seconds to reach their clients, then stop the process with exit
+    code 1 so that Kubernetes (restartPolicy, liveness probe) starts a fresh one."""
+    while True:
+        await asyncio.sleep(_WATCH_INTERVAL_S)
+        engine = state.engine
+        if engine is not None and engine.error is not None:
+            break
+    state.exit_code = 1
+    log.error("%s; exiting in %.1fs so that the server is restarted", state.engine_failure, delay)
+    await asyncio.sleep(delay)
+    on_fatal()
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:
@@ -132,36 +159,53 @@ def _param(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+def _common_loc(errors: list[Any]) -> tuple[Any, ...]:
+    """The longest location every error shares (the field, when the errors are the
+    members of one union type failing on the same value)."""
+    locs = [tuple(e.get("loc", ())) for e in errors]
+    common: list[Any] = []
+    for parts in zip(*locs, strict=False):
+        if any(p != parts[0] for p in parts):
+            break
+        common.append(parts[0])
+    return tuple(common)
+
+
+def validation_message(errors: list[Any]) -> tuple[str, str | None]:
+    """One message naming the field and the rule for a RequestValidationError."""
+    first = errors[0] if errors else {}
+    param = _param(tuple(first.get("loc", ())))
+    if first.get("type") == "json_invalid":
+        return f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}", None
+    if first.get("type") == "missing" and param is None:
+        return "request body is required", None
+    shared = _param(_common_loc(errors))
+    if len(errors) > 1 and shared is not None:
+        # One field, several accepted shapes: name the field, list what each expects.
+        rules = list(dict.fromkeys(str(e.get("msg", "invalid value")) for e in errors))
+        return f"{shared}: {'; or '.join(rules)}", shared
+    message = f"{param or 'body'}: {first.get('msg', 'invalid value')}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problems)"
+    return message, param
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        param = _param(tuple(first.get("loc", ())))
-        if first.get("type") == "json_invalid":
-            message, param = (
-                f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}",
-                None,
-            )
-        elif first.get("type") == "missing" and param is None:
-            message = "request body is required"
-        else:
-            message = f"{param or 'body'}: {first.get('msg', 'invalid value')}"
-        if len(errors) > 1:
-            message += f" (and {len(errors) - 1} more problems)"
-        return _render(request, error(400, message, param))
+        message, param = validation_message(list(exc.errors()))
+        return render(request.url.path, error(400, message, param))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _render(request, error(exc.status_code, str(exc.detail)))
+        return render(request.url.path, error(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(NotReady)
     async def not_ready(request: Request, exc: NotReady) -> JSONResponse:
-        state = request.app.state.hearth
-        reason = state.startup_error or "the model is still loading"
-        return _render(request, error(503, reason))
+        state: ServerState = request.app.state.hearth
+        return render(request.url.path, error(503, state.not_ready_reason))
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
-        return _render(request, error(500, f"internal error ({type(exc).__name__})"))
+        return render(request.url.path, error(500, f"internal error ({type(exc).__name__})"))

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Literal
 
 from fastapi import Request
@@ -14,7 +15,7 @@ from fastapi import Request
 from hearth_server.api.errors import ErrorResponse, bad_request, error
 from hearth_server.api.state import ServerState
 from hearth_server.engine.engine import Engine, EngineDead, EngineOverloaded, Sequence
-from hearth_server.engine.params import ParamError, SamplingParams, StepOutput
+from hearth_server.engine.params import ParamError, SamplingParams, StepOutput, TokenLogprob
 
 Behavior = Literal["truncate", "error"]
 
@@ -74,13 +75,15 @@ class Generation:
         self._open = set(range(len(self.seqs)))
 
     def start(self) -> ErrorResponse | None:
-        """Submit every sequence; on overload withdraw what was submitted."""
+        """Submit every sequence; if one is refused, withdraw what was submitted."""
         for i, seq in enumerate(self.seqs):
             try:
                 self.engine.submit(seq)
-            except (EngineOverloaded, EngineDead) as exc:
+            except (EngineOverloaded, EngineDead, ParamError) as exc:
                 for done in self.seqs[:i]:
                     self.engine.abort(done)
+                if isinstance(exc, ParamError):
+                    return bad_request(str(exc), exc.param)
                 return error(503, str(exc))
         return None
 
@@ -91,6 +94,8 @@ class Generation:
         try:
             while self._open:
                 index, out = await self._queue.get()
+                if index not in self._open:
+                    continue  # already finished (e.g. failed twice while the engine died)
                 if out.finished:
                     self._open.discard(index)
                 yield index, out
@@ -167,11 +172,29 @@ def fit_max_tokens(
     return max_tokens
 
 
-def check_params(params: SamplingParams) -> ErrorResponse | None:
+def check_params(state: ServerState, params: SamplingParams) -> ErrorResponse | None:
+    """Range checks of every sampling field, token ids against the vocabulary included."""
+    assert state.engine is not None
     try:
         params.validate()
+        params.check_token_ids(state.engine.vocab_size)
     except ParamError as exc:
         return bad_request(str(exc), exc.param)
+    return None
+
+
+def check_fanout(state: ServerState, sequences: int, param: str, what: str) -> ErrorResponse | None:
+    """A request fans out into one engine sequence per prompt and choice. More than the
+    waiting queue holds could never be admitted together: refuse it as invalid (400)
+    rather than as overload (503), which would invite a retry."""
+    assert state.engine is not None
+    limit = state.engine.config.max_waiting
+    if sequences > limit:
+        return bad_request(
+            f"{what} make {sequences} sequences, more than this server accepts in one "
+            f"request ({limit}, --max-waiting); split the request",
+            param,
+        )
     return None
 
 
@@ -180,3 +203,77 @@ def engine_error(out: StepOutput) -> ErrorResponse | None:
         status = 404 if out.error and "unloaded" in out.error else 500
         return error(status, out.error or "internal error")
     return None
+
+
+def finish_reason(out: StepOutput) -> str | None:
+    return out.finish_reason if out.finished else None
+
+
+@dataclass
+class Choice:
+    """Everything one finished sequence produced (non-streaming responses)."""
+
+    index: int
+    text: str
+    logprobs: list[TokenLogprob]
+    finish_reason: str
+    matched_stop: str | int | None
+    completion_tokens: int
+
+
+async def collect_choices(gen: Generation, raw: Request | None) -> list[Choice] | ErrorResponse:
+    """Wait for every sequence of ``gen``; the first engine error fails the request."""
+    outs = await gen.collect(raw)
+    choices = []
+    for index, steps in enumerate(outs):
+        failed = next((e for e in map(engine_error, steps) if e is not None), None)
+        if failed is not None:
+            return failed
+        last = steps[-1] if steps else StepOutput(finished=True, finish_reason="abort")
+        choices.append(
+            Choice(
+                index=index,
+                text="".join(s.text for s in steps),
+                logprobs=[lp for s in steps for lp in s.logprobs],
+                finish_reason=finish_reason(last) or "abort",
+                matched_stop=last.matched_stop,
+                completion_tokens=last.completion_tokens,
+            )
+        )
+    return choices
+
+
+@dataclass
+class Delta:
+    """What one sequence gained in one engine step (streaming responses)."""
+
+    index: int
+    text: str
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    matched_stop: str | int | None = None
+    completion_tokens: int = 0  # this sequence's so far
+    total_completion_tokens: int = 0  # every sequence's so far
+
+
+async def stream_deltas(gen: Generation) -> AsyncIterator[Delta | ErrorResponse]:
+    """The non-empty steps of ``gen``'s sequences as they come; an engine error is
+    yielded once and ends the stream."""
+    completion = [0] * len(gen.seqs)
+    async for index, out in gen.stream():
+        failed = engine_error(out)
+        if failed is not None:
+            yield failed
+            return
+        completion[index] = out.completion_tokens or completion[index]
+        if not out.text and not out.finished and not out.logprobs:
+            continue
+        yield Delta(
+            index=index,
+            text=out.text,
+            logprobs=out.logprobs,
+            finish_reason=finish_reason(out),
+            matched_stop=out.matched_stop,
+            completion_tokens=completion[index],
+            total_completion_tokens=sum(completion),
+        )

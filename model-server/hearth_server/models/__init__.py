@@ -9,6 +9,8 @@ from hearth_server.models.resolve import (
     ModelResolutionError,
     ResolvedModel,
     cache_dir,
+    local_path,
+    pvc_root,
     resolve_model,
 )
 
@@ -17,5 +19,7 @@ __all__ = [
     "ModelResolutionError",
     "ResolvedModel",
     "cache_dir",
+    "local_path",
+    "pvc_root",
     "resolve_model",
 ]

@@ -56,15 +56,35 @@ def pvc_root() -> Path:
     return Path(os.environ.get("HEARTH_PVC_ROOT", "/mnt/pvc"))
 
 
+def _split(uri: str) -> tuple[str, str]:
+    scheme, sep, rest = uri.partition("://")
+    return (scheme, rest) if sep else ("local", uri)
+
+
+def local_path(uri: str) -> Path | None:
+    """The directory a local, ``file://`` or ``pvc://`` URI names, without looking at the
+    filesystem; None for schemes that fetch or build (``hf://``, ``builtin://``).
+    Raises :class:`ModelResolutionError` for malformed URIs and unknown schemes."""
+    scheme, rest = _split(uri)
+    if scheme == "pvc":
+        return _from_pvc(rest, uri)
+    if scheme in ("file", "local"):
+        return Path(rest).expanduser()
+    if scheme in ("hf", "builtin"):
+        return None
+    raise ModelResolutionError(
+        f"unsupported URI scheme {scheme!r} in {uri!r}; "
+        "use a local path, file://, pvc://, hf:// or builtin://"
+    )
+
+
 def resolve_model(uri: str, kind: Kind = "model") -> ResolvedModel:
     """Resolve ``uri`` to a directory holding ``config.json`` (model) or
     ``adapter_config.json`` (adapter). Raises :class:`ModelResolutionError`."""
     if not uri or not uri.strip():
         raise ModelResolutionError(f"empty {kind} URI")
     start = time.monotonic()
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        scheme, rest = "local", uri
+    scheme, rest = _split(uri)
     if scheme == "builtin":
         if kind != "model":
             raise ModelResolutionError(f"builtin:// names a base model, not an {kind}: {uri!r}")
@@ -73,15 +93,11 @@ def resolve_model(uri: str, kind: Kind = "model") -> ResolvedModel:
     elif scheme == "hf":
         path, note = _from_hub(rest, uri), "downloaded or found in the hub cache"
         source = "hf"
-    elif scheme == "pvc":
-        path, note, source = _from_pvc(rest, uri), f"under {pvc_root()}", "pvc"
-    elif scheme in ("file", "local"):
-        path, note, source = Path(rest).expanduser(), "", "local"
     else:
-        raise ModelResolutionError(
-            f"unsupported URI scheme {scheme!r} in {uri!r}; "
-            "use a local path, file://, pvc://, hf:// or builtin://"
-        )
+        local = local_path(uri)
+        assert local is not None
+        path = local
+        note, source = (f"under {pvc_root()}", "pvc") if scheme == "pvc" else ("", "local")
     _check_layout(path, kind, uri)
     return ResolvedModel(uri, path.resolve(), source, time.monotonic() - start, note)
 

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from hearth_server.engine.params import SamplingParams
+from hearth_server.api.errors import ErrorResponse
+from hearth_server.api.generation import Delta
+from hearth_server.api.validation import Text, stop_sequences
+from hearth_server.engine.params import SEED_MAX, SEED_MIN, SamplingParams
 
 log = logging.getLogger(__name__)
 
 
 class OpenAIBaseModel(BaseModel):
-    """Lenient like OpenAI (unknown fields allowed) but visible: ignored fields are logged."""
+    """Unknown fields are allowed, as OpenAI does, and logged. Known fields are strict like
+    OpenAI's: no coercion (``"2"`` is not an integer, ``"yes"`` not a boolean), except
+    integers where a number is expected; NaN and infinity are refused."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _log_extra(self) -> OpenAIBaseModel:
@@ -38,7 +54,7 @@ class UsageInfo(BaseModel):
 class SamplingFields(OpenAIBaseModel):
     """Sampling fields common to chat and completions (OpenAI plus vLLM/Fireworks extras)."""
 
-    model: str | None = None
+    model: Text | None = None
     n: int = Field(1, ge=1, le=16)
     temperature: float | None = None
     top_p: float | None = None
@@ -47,8 +63,8 @@ class SamplingFields(OpenAIBaseModel):
     repetition_penalty: float | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
-    seed: int | None = None
-    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
+    stop: Annotated[str | list[str] | None, BeforeValidator(stop_sequences)] = None
     stop_token_ids: list[int] | None = None
     ignore_eos: bool = False
     min_tokens: int = 0
@@ -56,8 +72,22 @@ class SamplingFields(OpenAIBaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     logit_bias: dict[str, float] | None = None
-    user: str | None = None
+    user: Text | None = None
     context_length_exceeded_behavior: Literal["truncate", "error"] = "truncate"
+
+    @field_validator("seed")
+    @classmethod
+    def _derived_seeds_fit(cls, seed: int | None, info: ValidationInfo) -> int | None:
+        """With n > 1, choice i samples with seed + i: those must fit in 64 bits too."""
+        n = info.data.get("n", 1)
+        if seed is not None and seed + n - 1 > SEED_MAX:
+            raise PydanticCustomError(
+                "seed_range",
+                "with n={n} choices use seeds seed..seed+{last}, which must be at most "
+                "2**63 - 1; lower seed",
+                {"n": n, "last": n - 1},
+            )
+        return seed
 
     def unsupported(self) -> tuple[str, str] | None:
         """(param, message) for a feature this server does not implement."""
@@ -91,8 +121,6 @@ class SamplingFields(OpenAIBaseModel):
         """The params of choice ``index``: with n > 1 each choice gets its own seed."""
         if params.seed is None or index == 0:
             return params
-        from dataclasses import replace
-
         return replace(params, seed=params.seed + index)
 
 
@@ -108,3 +136,31 @@ def dump(model: BaseModel | dict[str, Any]) -> str:
 
     body = model if isinstance(model, dict) else model.model_dump(exclude_none=False)
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+async def openai_sse(
+    deltas: AsyncIterator[Delta | ErrorResponse],
+    base: dict[str, Any],
+    first: list[dict[str, Any]],
+    choice: Callable[[Delta], dict[str, Any]],
+    options: StreamOptions | None,
+    prompt_tokens: int,
+) -> AsyncIterator[str]:
+    """The SSE body shared by chat and completions: ``first`` choices, one chunk per
+    delta, an error event if the engine fails, the optional usage chunk, ``[DONE]``."""
+    continuous = bool(options and options.continuous_usage_stats)
+    completion = 0
+    for c in first:
+        yield dump({**base, "choices": [c]})
+    async for delta in deltas:
+        if isinstance(delta, ErrorResponse):
+            yield dump(delta)
+            break
+        completion = delta.total_completion_tokens
+        chunk: dict[str, Any] = {**base, "choices": [choice(delta)]}
+        if continuous:
+            chunk["usage"] = usage(prompt_tokens, completion).model_dump()
+        yield dump(chunk)
+    if options and options.include_usage:
+        yield dump({**base, "choices": [], "usage": usage(prompt_tokens, completion).model_dump()})
+    yield "data: [DONE]\n\n"

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from hearth_server.api.validation import (
+    Text,
+    anthropic_content,
+    anthropic_system,
+    stop_sequences,
+)
 
 
 class AnthropicModel(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """Unknown fields are allowed; known ones are strict (no coercion of "2" to 2)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
 
 class TextBlock(AnthropicModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class Message(AnthropicModel):
     role: Literal["user", "assistant"]
-    content: str | list[TextBlock]
+    # Image, document and tool blocks are refused with a message that says so.
+    content: Annotated[str | list[TextBlock], BeforeValidator(anthropic_content)]
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -27,11 +37,11 @@ class Message(AnthropicModel):
 
 
 class MessagesRequest(AnthropicModel):
-    model: str
+    model: Text
     max_tokens: int = Field(ge=1)
     messages: list[Message] = Field(min_length=1)
-    system: str | list[TextBlock] | None = None
-    stop_sequences: list[str] | None = None
+    system: Annotated[str | list[TextBlock] | None, BeforeValidator(anthropic_system)] = None
+    stop_sequences: Annotated[list[str] | None, BeforeValidator(stop_sequences)] = None
     stream: bool = False
     temperature: float | None = Field(None, ge=0.0, le=1.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from hearth_server.api.anthropic.messages.protocol import MessagesRequest
 from hearth_server.api.anthropic.messages.serving import create_message
-from hearth_server.api.errors import ErrorResponse, anthropic_json
+from hearth_server.api.errors import ANTHROPIC_PREFIX, ErrorResponse, anthropic_json
 
 router = APIRouter()
 
-PREFIX = "/v1/messages"
+PREFIX = ANTHROPIC_PREFIX
 
 
 @router.post(PREFIX)
@@ -22,7 +22,3 @@ async def messages(body: MessagesRequest, raw: Request) -> Response:
     if isinstance(result, dict):
         return JSONResponse(result)
     return StreamingResponse(result, media_type="text/event-stream")
-
-
-def attach_router(app: FastAPI) -> None:
-    app.include_router(router)

@@ -10,24 +10,25 @@ from typing import Any
 from fastapi import Request
 
 from hearth_server.api.anthropic.messages.protocol import MessagesRequest
-from hearth_server.api.errors import ErrorResponse, bad_request
+from hearth_server.api.errors import ErrorResponse, anthropic_body, bad_request
 from hearth_server.api.generation import (
     Generation,
     check_params,
-    engine_error,
+    collect_choices,
     fit_max_tokens,
     resolve_target,
+    stream_deltas,
 )
-from hearth_server.api.openai.chat.serving import apply_chat_template
+from hearth_server.api.openai.chat.serving import chat_prompt
 from hearth_server.api.state import ServerState
-from hearth_server.engine.params import SamplingParams, StepOutput
+from hearth_server.engine.params import SamplingParams
 
 
-def _stop_reason(out: StepOutput) -> tuple[str, str | None]:
-    if out.finish_reason == "length":
+def _stop_reason(finish_reason: str | None, matched: str | int | None) -> tuple[str, str | None]:
+    if finish_reason == "length":
         return "max_tokens", None
-    if isinstance(out.matched_stop, str):
-        return "stop_sequence", out.matched_stop
+    if isinstance(matched, str):
+        return "stop_sequence", matched
     return "end_turn", None
 
 
@@ -43,10 +44,9 @@ async def create_message(
     target = resolve_target(state, req.model)
     if isinstance(target, ErrorResponse):
         return target
-    try:
-        prompt = apply_chat_template(state.tokenizer, req.conversation())
-    except ValueError as exc:
-        return bad_request(str(exc), "messages")
+    prompt = await chat_prompt(state, req.conversation())
+    if isinstance(prompt, ErrorResponse):
+        return prompt
     budget = fit_max_tokens(state, len(prompt), req.max_tokens, "truncate", "messages")
     if isinstance(budget, ErrorResponse):
         return budget
@@ -57,7 +57,7 @@ async def create_message(
         top_k=req.top_k or 0,
         stop=list(req.stop_sequences or []),
     )
-    err = check_params(params)
+    err = check_params(state, params)
     if err is not None:
         return err
     assert state.engine is not None
@@ -68,20 +68,20 @@ async def create_message(
     msg_id = f"msg_{uuid.uuid4().hex}"
     if req.stream:
         return _stream(gen, msg_id, req.model, len(prompt))
-    steps = (await gen.collect(raw))[0]
-    failed = next((e for e in map(engine_error, steps) if e is not None), None)
-    if failed is not None:
-        return failed
-    reason, seq = _stop_reason(steps[-1])
+    choices = await collect_choices(gen, raw)
+    if isinstance(choices, ErrorResponse):
+        return choices
+    only = choices[0]
+    reason, seq = _stop_reason(only.finish_reason, only.matched_stop)
     return {
         "id": msg_id,
         "type": "message",
         "role": "assistant",
         "model": req.model,
-        "content": [{"type": "text", "text": "".join(s.text for s in steps)}],
+        "content": [{"type": "text", "text": only.text}],
         "stop_reason": reason,
         "stop_sequence": seq,
-        "usage": {"input_tokens": len(prompt), "output_tokens": steps[-1].completion_tokens},
+        "usage": {"input_tokens": len(prompt), "output_tokens": only.completion_tokens},
     }
 
 
@@ -102,25 +102,26 @@ async def _stream(gen: Generation, msg_id: str, model: str, prompt_len: int) -> 
         },
     )
     yield _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
-    last: StepOutput | None = None
-    async for _, out in gen.stream():
-        failed = engine_error(out)
-        if failed is not None:
-            yield _event("error", {"error": {"type": "api_error", "message": failed.error.message}})
+    reason: tuple[str, str | None] = ("end_turn", None)
+    output_tokens = 0
+    async for delta in stream_deltas(gen):
+        if isinstance(delta, ErrorResponse):
+            yield _event("error", {"error": anthropic_body(delta)["error"]})
             return
-        last = out
-        if out.text:
+        output_tokens = delta.completion_tokens
+        if delta.text:
             yield _event(
                 "content_block_delta",
-                {"index": 0, "delta": {"type": "text_delta", "text": out.text}},
+                {"index": 0, "delta": {"type": "text_delta", "text": delta.text}},
             )
+        if delta.finish_reason is not None:
+            reason = _stop_reason(delta.finish_reason, delta.matched_stop)
     yield _event("content_block_stop", {"index": 0})
-    reason, seq = _stop_reason(last) if last else ("end_turn", None)
     yield _event(
         "message_delta",
         {
-            "delta": {"stop_reason": reason, "stop_sequence": seq},
-            "usage": {"output_tokens": last.completion_tokens if last else 0},
+            "delta": {"stop_reason": reason[0], "stop_sequence": reason[1]},
+            "usage": {"output_tokens": output_tokens},
         },
     )
     yield _event("message_stop", {})

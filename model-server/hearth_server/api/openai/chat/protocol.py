@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from hearth_server.api.openai.protocol import OpenAIBaseModel, SamplingFields
+from hearth_server.api.validation import Text, openai_content
 
 
 class TextPart(OpenAIBaseModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatMessage(OpenAIBaseModel):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
-    name: str | None = None
+    # Image, audio and file parts are refused with a message that says so.
+    content: Annotated[str | list[TextPart] | None, BeforeValidator(openai_content)] = None
+    name: Text | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):

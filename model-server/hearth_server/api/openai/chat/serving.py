@@ -8,19 +8,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
+from jinja2 import TemplateError
 
 from hearth_server.api.errors import ErrorResponse, bad_request
 from hearth_server.api.generation import (
+    Delta,
     Generation,
+    check_fanout,
     check_params,
-    engine_error,
+    collect_choices,
     fit_max_tokens,
     resolve_target,
+    stream_deltas,
 )
 from hearth_server.api.openai.chat.protocol import ChatCompletionRequest
-from hearth_server.api.openai.protocol import dump, usage
+from hearth_server.api.openai.protocol import openai_sse, usage
 from hearth_server.api.state import ServerState
-from hearth_server.engine.params import StepOutput, TokenLogprob
+from hearth_server.engine.params import TokenLogprob
 
 
 def apply_chat_template(tokenizer: Any, conversation: list[dict[str, str]]) -> list[int]:
@@ -36,6 +40,17 @@ def apply_chat_template(tokenizer: Any, conversation: list[dict[str, str]]) -> l
     if isinstance(ids, dict):  # some tokenizers return a BatchEncoding
         ids = ids["input_ids"]
     return list(ids)
+
+
+async def chat_prompt(
+    state: ServerState, conversation: list[dict[str, str]]
+) -> list[int] | ErrorResponse:
+    """The conversation through the model's chat template, tokenised off the event loop.
+    A template that refuses the conversation (e.g. roles that do not alternate) is a 400."""
+    try:
+        return await state.off_loop(apply_chat_template, state.tokenizer, conversation)
+    except (ValueError, TemplateError) as exc:
+        return bad_request(f"the chat template refused these messages: {exc}", "messages")
 
 
 def chat_logprobs(tokenizer: Any, lps: list[TokenLogprob]) -> dict[str, Any]:
@@ -60,10 +75,12 @@ async def create_chat_completion(
     target = resolve_target(state, req.model)
     if isinstance(target, ErrorResponse):
         return target
-    try:
-        prompt = apply_chat_template(state.tokenizer, req.conversation())
-    except ValueError as exc:
-        return bad_request(str(exc), "messages")
+    err = check_fanout(state, req.n, "n", f"n={req.n} choices")
+    if err is not None:
+        return err
+    prompt = await chat_prompt(state, req.conversation())
+    if isinstance(prompt, ErrorResponse):
+        return prompt
     wanted = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     budget = fit_max_tokens(
         state, len(prompt), wanted, req.context_length_exceeded_behavior, "messages"
@@ -72,7 +89,7 @@ async def create_chat_completion(
         return budget
     top = (req.top_logprobs or 0) if req.logprobs else None
     params = req.to_sampling_params(budget, top)
-    err = check_params(params)
+    err = check_params(state, params)
     if err is not None:
         return err
     assert state.engine is not None
@@ -87,87 +104,50 @@ async def create_chat_completion(
     }
     if req.stream:
         return _stream(state, req, gen, meta, len(prompt))
-    outs = await gen.collect(raw)
-    choices = []
-    completion = 0
-    for index, steps in enumerate(outs):
-        failed = next((e for e in map(engine_error, steps) if e is not None), None)
-        if failed is not None:
-            return failed
-        completion += steps[-1].completion_tokens if steps else 0
-        lps = [lp for s in steps for lp in s.logprobs]
-        choices.append(
-            {
-                "index": index,
-                "message": {"role": "assistant", "content": "".join(s.text for s in steps)},
-                "logprobs": chat_logprobs(state.tokenizer, lps) if req.logprobs else None,
-                "finish_reason": _reason(steps[-1]) if steps else "abort",
-            }
-        )
+    choices = await collect_choices(gen, raw)
+    if isinstance(choices, ErrorResponse):
+        return choices
     return {
         **meta,
         "object": "chat.completion",
-        "choices": choices,
-        "usage": usage(len(prompt), completion).model_dump(),
+        "choices": [
+            {
+                "index": c.index,
+                "message": {"role": "assistant", "content": c.text},
+                "logprobs": chat_logprobs(state.tokenizer, c.logprobs) if req.logprobs else None,
+                "finish_reason": c.finish_reason,
+            }
+            for c in choices
+        ],
+        "usage": usage(len(prompt), sum(c.completion_tokens for c in choices)).model_dump(),
     }
 
 
-def _reason(out: StepOutput) -> str | None:
-    return out.finish_reason if out.finished else None
-
-
-async def _stream(
+def _stream(
     state: ServerState,
     req: ChatCompletionRequest,
     gen: Generation,
     meta: dict[str, Any],
     prompt_len: int,
 ) -> AsyncIterator[str]:
-    base = {**meta, "object": "chat.completion.chunk"}
-    opts = req.stream_options
-    include_usage = bool(opts and opts.include_usage)
-    continuous = bool(opts and opts.continuous_usage_stats)
-    completion = [0] * req.n
-    for i in range(req.n):
-        yield dump(
-            {
-                **base,
-                "choices": [
-                    {
-                        "index": i,
-                        "delta": {"role": "assistant", "content": ""},
-                        "logprobs": None,
-                        "finish_reason": None,
-                    }
-                ],
-            }
-        )
-    async for index, out in gen.stream():
-        failed = engine_error(out)
-        if failed is not None:
-            yield dump(failed)
-            break
-        completion[index] = out.completion_tokens or completion[index]
-        if not out.text and not out.finished and not out.logprobs:
-            continue
-        chunk: dict[str, Any] = {
-            **base,
-            "choices": [
-                {
-                    "index": index,
-                    "delta": {"content": out.text} if out.text or not out.finished else {},
-                    "logprobs": chat_logprobs(state.tokenizer, out.logprobs)
-                    if req.logprobs
-                    else None,
-                    "finish_reason": _reason(out),
-                }
-            ],
+    def choice(d: Delta) -> dict[str, Any]:
+        finished = d.finish_reason is not None
+        return {
+            "index": d.index,
+            "delta": {"content": d.text} if d.text or not finished else {},
+            "logprobs": chat_logprobs(state.tokenizer, d.logprobs) if req.logprobs else None,
+            "finish_reason": d.finish_reason,
         }
-        if continuous:
-            chunk["usage"] = usage(prompt_len, sum(completion)).model_dump()
-        yield dump(chunk)
-    if include_usage:
-        yield dump(
-            {**base, "choices": [], "usage": usage(prompt_len, sum(completion)).model_dump()}
-        )
-    yield "data: [DONE]\n\n"
+
+    # Every choice opens with the assistant role, as OpenAI's streams do.
+    first = [
+        {
+            "index": i,
+            "delta": {"role": "assistant", "content": ""},
+            "logprobs": None,
+            "finish_reason": None,
+        }
+        for i in range(req.n)
+    ]
+    base = {**meta, "object": "chat.completion.chunk"}
+    return openai_sse(stream_deltas(gen), base, first, choice, req.stream_options, prompt_len)

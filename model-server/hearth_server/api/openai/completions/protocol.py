@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
 
 from hearth_server.api.openai.protocol import SamplingFields
+from hearth_server.api.validation import Text, completion_prompt
+
+Prompt = str | list[int] | list[str] | list[list[int]]
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[int] | list[str] | list[list[int]]
+    prompt: Annotated[Prompt, BeforeValidator(completion_prompt)]
     max_tokens: int | None = Field(16, ge=1)
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=20)
-    suffix: str | None = None
+    suffix: Text | None = None
 
     def completion_unsupported(self) -> tuple[str, str] | None:
         if self.suffix:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from hearth_server.api.errors import ErrorResponse, openai_json
@@ -25,7 +25,3 @@ async def completions(body: CompletionRequest, raw: Request) -> Response:
     if isinstance(result, dict):
         return JSONResponse(result)
     return StreamingResponse(result, media_type="text/event-stream")
-
-
-def attach_router(app: FastAPI) -> None:
-    app.include_router(router)

@@ -11,16 +11,19 @@ from fastapi import Request
 
 from hearth_server.api.errors import ErrorResponse, bad_request
 from hearth_server.api.generation import (
+    Delta,
     Generation,
+    check_fanout,
     check_params,
-    engine_error,
+    collect_choices,
     fit_max_tokens,
     resolve_target,
+    stream_deltas,
 )
 from hearth_server.api.openai.completions.protocol import CompletionRequest
-from hearth_server.api.openai.protocol import dump, usage
+from hearth_server.api.openai.protocol import openai_sse, usage
 from hearth_server.api.state import ServerState
-from hearth_server.engine.params import SamplingParams, StepOutput, TokenLogprob
+from hearth_server.engine.params import SamplingParams, TokenLogprob
 
 
 def completion_logprobs(tokenizer: Any, lps: list[TokenLogprob], offset: int) -> dict[str, Any]:
@@ -40,10 +43,7 @@ def completion_logprobs(tokenizer: Any, lps: list[TokenLogprob], offset: int) ->
     }
 
 
-def _tokenize(
-    state: ServerState, prompts: list[str | list[int]]
-) -> list[list[int]] | ErrorResponse:
-    tok = state.tokenizer
+def _tokenize(tok: Any, prompts: list[str | list[int]]) -> list[list[int]] | ErrorResponse:
     vocab = len(tok)
     out = []
     for i, p in enumerate(prompts):
@@ -65,7 +65,12 @@ async def create_completion(
     target = resolve_target(state, req.model)
     if isinstance(target, ErrorResponse):
         return target
-    prompts = _tokenize(state, req.prompts())
+    texts = req.prompts()
+    count = f"{len(texts)} prompts x n={req.n}"
+    err = check_fanout(state, len(texts) * req.n, "prompt", count)
+    if err is not None:
+        return err
+    prompts = await state.off_loop(_tokenize, state.tokenizer, texts)
     if isinstance(prompts, ErrorResponse):
         return prompts
     items: list[tuple[list[int], SamplingParams]] = []
@@ -76,7 +81,7 @@ async def create_completion(
         if isinstance(budget, ErrorResponse):
             return budget
         params = req.to_sampling_params(budget, req.logprobs)
-        err = check_params(params)
+        err = check_params(state, params)
         if err is not None:
             return err
         items.extend((ids, req.seeded(params, i)) for i in range(req.n))
@@ -94,38 +99,28 @@ async def create_completion(
     echoes = [state.tokenizer.decode(ids) if req.echo else "" for ids, _ in items]
     if req.stream:
         return _stream(state, req, gen, meta, prompt_tokens, echoes)
-    outs = await gen.collect(raw)
-    choices = []
-    completion = 0
-    for index, steps in enumerate(outs):
-        failed = next((e for e in map(engine_error, steps) if e is not None), None)
-        if failed is not None:
-            return failed
-        completion += steps[-1].completion_tokens if steps else 0
-        lps = [lp for s in steps for lp in s.logprobs]
-        choices.append(
-            {
-                "index": index,
-                "text": echoes[index] + "".join(s.text for s in steps),
-                "logprobs": completion_logprobs(state.tokenizer, lps, 0)
-                if req.logprobs is not None
-                else None,
-                "finish_reason": _reason(steps[-1]) if steps else "abort",
-            }
-        )
+    choices = await collect_choices(gen, raw)
+    if isinstance(choices, ErrorResponse):
+        return choices
     return {
         **meta,
         "object": "text_completion",
-        "choices": choices,
-        "usage": usage(prompt_tokens, completion).model_dump(),
+        "choices": [
+            {
+                "index": c.index,
+                "text": echoes[c.index] + c.text,
+                "logprobs": completion_logprobs(state.tokenizer, c.logprobs, 0)
+                if req.logprobs is not None
+                else None,
+                "finish_reason": c.finish_reason,
+            }
+            for c in choices
+        ],
+        "usage": usage(prompt_tokens, sum(c.completion_tokens for c in choices)).model_dump(),
     }
 
 
-def _reason(out: StepOutput) -> str | None:
-    return out.finish_reason if out.finished else None
-
-
-async def _stream(
+def _stream(
     state: ServerState,
     req: CompletionRequest,
     gen: Generation,
@@ -133,48 +128,20 @@ async def _stream(
     prompt_tokens: int,
     echoes: list[str],
 ) -> AsyncIterator[str]:
-    base = {**meta, "object": "text_completion"}
-    opts = req.stream_options
-    completion = [0] * len(echoes)
     offsets = [0] * len(echoes)
-    for i, text in enumerate(echoes):
-        if text:
-            yield dump(
-                {
-                    **base,
-                    "choices": [
-                        {"index": i, "text": text, "logprobs": None, "finish_reason": None}
-                    ],
-                }
-            )
-    async for index, out in gen.stream():
-        failed = engine_error(out)
-        if failed is not None:
-            yield dump(failed)
-            break
-        completion[index] = out.completion_tokens or completion[index]
-        if not out.text and not out.finished and not out.logprobs:
-            continue
+
+    def choice(d: Delta) -> dict[str, Any]:
         lps = None
         if req.logprobs is not None:
-            lps = completion_logprobs(state.tokenizer, out.logprobs, offsets[index])
-        offsets[index] += len(out.text)
-        chunk: dict[str, Any] = {
-            **base,
-            "choices": [
-                {
-                    "index": index,
-                    "text": out.text,
-                    "logprobs": lps,
-                    "finish_reason": _reason(out),
-                }
-            ],
-        }
-        if opts and opts.continuous_usage_stats:
-            chunk["usage"] = usage(prompt_tokens, sum(completion)).model_dump()
-        yield dump(chunk)
-    if opts and opts.include_usage:
-        yield dump(
-            {**base, "choices": [], "usage": usage(prompt_tokens, sum(completion)).model_dump()}
-        )
-    yield "data: [DONE]\n\n"
+            lps = completion_logprobs(state.tokenizer, d.logprobs, offsets[d.index])
+        offsets[d.index] += len(d.text)
+        return {"index": d.index, "text": d.text, "logprobs": lps, "finish_reason": d.finish_reason}
+
+    # With echo, each choice opens with its prompt.
+    first = [
+        {"index": i, "text": text, "logprobs": None, "finish_reason": None}
+        for i, text in enumerate(echoes)
+        if text
+    ]
+    base = {**meta, "object": "text_completion"}
+    return openai_sse(stream_deltas(gen), base, first, choice, req.stream_options, prompt_tokens)

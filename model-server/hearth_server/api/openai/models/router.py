@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from hearth_server.api.errors import ErrorResponse, openai_json
@@ -34,7 +34,3 @@ async def load_lora_adapter(body: LoadLoRAAdapterRequest, raw: Request) -> Respo
 @router.post("/v1/unload_lora_adapter", responses=_ERRORS)
 async def unload_lora_adapter(body: UnloadLoRAAdapterRequest, raw: Request) -> Response:
     return JSONResponse(await serving.unload_lora_adapter(raw.app.state.hearth, body))
-
-
-def attach_router(app: FastAPI) -> None:
-    app.include_router(router)

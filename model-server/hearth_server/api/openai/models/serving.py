@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from hearth_server.api.errors import ErrorResponse, bad_request
@@ -20,7 +21,14 @@ from hearth_server.api.openai.models.protocol import (
 from hearth_server.api.state import ServerState
 from hearth_server.engine.adapters import AdapterInfo
 from hearth_server.engine.lora import AdapterError
-from hearth_server.models import ModelResolutionError, resolve_model
+from hearth_server.models import (
+    ModelResolutionError,
+    ResolvedModel,
+    cache_dir,
+    local_path,
+    pvc_root,
+    resolve_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +64,51 @@ def list_models(state: ServerState) -> dict[str, Any]:
     return {"object": "list", "data": cards}
 
 
+def adapter_roots(state: ServerState) -> list[Path]:
+    """Directories POST /v1/load_lora_adapter may read: the hearth cache (hf:// downloads,
+    builtin conversions), the PVC mount root (pvc://), the base model's directory and
+    every --adapter-root."""
+    roots = [cache_dir(), pvc_root(), *map(Path, state.settings.adapter_roots)]
+    if state.model_root:
+        roots.append(Path(state.model_root))
+    return [r.expanduser().resolve() for r in roots]
+
+
+def _within(path: Path, roots: list[Path]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
+
+
+def _no_adapter(uri: str) -> ModelResolutionError:
+    # One message for "missing" and "outside the roots": a client must not learn from
+    # it whether some directory exists elsewhere on the server.
+    return ModelResolutionError(
+        f"no adapter directory at {uri!r} inside the allowed adapter roots "
+        "(the model cache, the PVC mount, the base model's directory and --adapter-root)"
+    )
+
+
+def resolve_confined(uri: str, roots: list[Path]) -> ResolvedModel:
+    """resolve_model for an adapter named by a client, refused outside ``roots``. The
+    confinement is checked on the symlink-resolved path before anything is read."""
+    try:
+        local = local_path(uri)
+        if local is not None:
+            path = local.resolve()
+            if not _within(path, roots) or not (path / "adapter_config.json").is_file():
+                raise _no_adapter(uri)
+        resolved = resolve_model(uri, "adapter")
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long, ...
+        raise _no_adapter(uri) from exc
+    if not _within(resolved.path, roots):  # e.g. a hub cache outside the roots
+        raise _no_adapter(uri)
+    return resolved
+
+
 async def load_lora_adapter(
-    state: ServerState, req: LoadLoRAAdapterRequest
+    state: ServerState, req: LoadLoRAAdapterRequest, confined: bool = True
 ) -> ErrorResponse | dict[str, Any]:
+    """Load an adapter. ``confined``: refuse paths outside adapter_roots (every HTTP
+    request; only --lora flags, which the operator of the server chose, are trusted)."""
     engine = state.engine
     assert engine is not None
     name = req.lora_name
@@ -75,7 +125,11 @@ async def load_lora_adapter(
             )
         start = time.monotonic()
         try:
-            resolved = await asyncio.to_thread(resolve_model, req.lora_path, "adapter")
+            if confined:
+                roots = adapter_roots(state)
+                resolved = await asyncio.to_thread(resolve_confined, req.lora_path, roots)
+            else:
+                resolved = await asyncio.to_thread(resolve_model, req.lora_path, "adapter")
             weights = await asyncio.to_thread(engine.read_adapter, name, resolved.path)
         except (ModelResolutionError, AdapterError) as exc:
             return bad_request(str(exc), "lora_path")

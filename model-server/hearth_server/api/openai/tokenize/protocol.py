@@ -6,11 +6,12 @@ from pydantic import model_validator
 
 from hearth_server.api.openai.chat.protocol import ChatMessage
 from hearth_server.api.openai.protocol import OpenAIBaseModel
+from hearth_server.api.validation import Text
 
 
 class TokenizeRequest(OpenAIBaseModel):
-    model: str | None = None
-    prompt: str | None = None
+    model: Text | None = None
+    prompt: Text | None = None
     messages: list[ChatMessage] | None = None
     add_special_tokens: bool = True
     add_generation_prompt: bool = True
@@ -23,5 +24,5 @@ class TokenizeRequest(OpenAIBaseModel):
 
 
 class DetokenizeRequest(OpenAIBaseModel):
-    model: str | None = None
+    model: Text | None = None
     tokens: list[int]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from hearth_server.api.errors import ErrorResponse, openai_json
@@ -14,7 +14,7 @@ router = APIRouter()
 
 @router.post("/tokenize", responses={400: {"model": ErrorResponse}})
 async def tokenize(body: TokenizeRequest, raw: Request) -> Response:
-    result = serving.tokenize(raw.app.state.hearth, body)
+    result = await serving.tokenize(raw.app.state.hearth, body)
     return openai_json(result) if isinstance(result, ErrorResponse) else JSONResponse(result)
 
 
@@ -22,7 +22,3 @@ async def tokenize(body: TokenizeRequest, raw: Request) -> Response:
 async def detokenize(body: DetokenizeRequest, raw: Request) -> Response:
     result = serving.detokenize(raw.app.state.hearth, body)
     return openai_json(result) if isinstance(result, ErrorResponse) else JSONResponse(result)
-
-
-def attach_router(app: FastAPI) -> None:
-    app.include_router(router)
