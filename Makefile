@@ -26,7 +26,7 @@ quickstart: install ## Start hearth-server on the bundled SmolLM2 and query it w
 
 ##@ Test
 # `make test` is everything that must hold, and all CI runs (.ci/run). The static checks come
-# first: they take seconds (mypy about a minute from a cold cache), the tests take much longer.
+# first: they take seconds (mypy a minute or two from a cold cache); the tests take far longer.
 test: check ## Every check: lint, import contracts, generated files fresh, types, then all tests
 	$(PY) -m pytest
 
