@@ -4,6 +4,10 @@ Commands that need no cluster:
 
 * ``hearthctl validate PATH...``: check manifests against Hearth's CRDs and CEL rules,
   offline, with the API server's wording. Exit status 1 when anything is invalid.
+  ``--old FILE`` checks each object as an update of the object with the same kind,
+  namespace and name in FILE, so the update rules (immutable fields, a cancelled job
+  staying cancelled) run too: ``kubectl get finetuningjob j -o yaml | hearthctl validate
+  --old - job.yaml``.
 * ``hearthctl name NAME``: show which Kubernetes object a Fireworks name (or an
   inference-time model string) refers to.
 * ``hearthctl crds``: print the CRDs, e.g. ``hearthctl crds | kubectl apply -f -``.
@@ -16,12 +20,17 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from . import names
 from .crd import build_crds, render
-from .validation import UnknownKindError, Validator, default_validator, load_documents
+from .manifests import ManifestError, load_documents
+from .validation import UnknownKindError, Validator, default_validator
+
+#: (API group, kind, namespace, name): what makes two manifests the same object.
+Identity = tuple[str, str, str, str]
 
 
 def _manifest_files(paths: Sequence[str]) -> Iterator[Path]:
@@ -33,19 +42,75 @@ def _manifest_files(paths: Sequence[str]) -> Iterator[Path]:
             yield path
 
 
+def _identity(document: dict[str, Any]) -> Identity:
+    metadata = document.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    group = str(document.get("apiVersion", "")).rpartition("/")[0]
+    return (
+        group,
+        str(document.get("kind", "")),
+        str(metadata.get("namespace") or ""),
+        str(metadata.get("name") or ""),
+    )
+
+
+def _read_manifests(path: Path | None) -> list[dict[str, Any]]:
+    """The documents of a file (``None``: standard input)."""
+    return load_documents(sys.stdin.read() if path is None else path.read_text())
+
+
+class OldObjects:
+    """The objects of ``--old``, found by identity; a manifest without a namespace matches
+    the one object of its kind and name whatever its namespace (``kubectl get`` fills it)."""
+
+    def __init__(self, source: str, documents: list[dict[str, Any]]) -> None:
+        self.source = source
+        self._by_identity = {_identity(document): document for document in documents}
+
+    def find(self, document: dict[str, Any]) -> dict[str, Any] | None:
+        identity = _identity(document)
+        if identity in self._by_identity:
+            return self._by_identity[identity]
+        group, kind, namespace, name = identity
+        candidates = [
+            old
+            for (g, k, ns, n), old in self._by_identity.items()
+            if (g, k, n) == (group, kind, name) and "" in (ns, namespace)
+        ]
+        return candidates[0] if len(candidates) == 1 else None
+
+
+def _load_old(raw: str) -> OldObjects:
+    """Raises OSError, yaml.YAMLError or ValueError (ManifestError) when unreadable."""
+    if raw == "-":
+        return OldObjects("standard input", _read_manifests(None))
+    documents: list[dict[str, Any]] = []
+    for path in _manifest_files([raw]):
+        documents += _read_manifests(path)
+    return OldObjects(raw, documents)
+
+
 def _validate(args: argparse.Namespace) -> int:
     validator = Validator.from_directory(Path(args.crds)) if args.crds else default_validator()
+    old_objects: OldObjects | None = None
+    if args.old is not None:
+        try:
+            old_objects = _load_old(args.old)
+        except (OSError, yaml.YAMLError, ManifestError) as error:
+            print(f"{args.old}: cannot read the old objects: {error}", file=sys.stderr)
+            return 1
     failures = 0
     for path in _manifest_files(args.paths):
         try:
-            documents = load_documents(path.read_text())
-        except (OSError, yaml.YAMLError, ValueError) as error:
+            documents = _read_manifests(path)
+        except (OSError, yaml.YAMLError, ManifestError) as error:
             print(f"{path}: cannot read manifests: {error}", file=sys.stderr)
             failures += 1
             continue
         for document in documents:
+            old = old_objects.find(document) if old_objects is not None else None
             try:
-                result = validator.validate(document)
+                result = validator.validate(document, old)
             except UnknownKindError as error:
                 if args.ignore_unknown_kinds:
                     continue
@@ -54,11 +119,22 @@ def _validate(args: argparse.Namespace) -> int:
                 continue
             if result.ok:
                 if not args.quiet:
-                    print(f"{path}: {result.kind}/{result.name} is valid")
+                    print(
+                        f"{path}: {result.kind}/{result.name} is valid{_as_what(old_objects, old)}"
+                    )
             else:
                 failures += 1
                 print(f"{path}: {result.describe()}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _as_what(old_objects: OldObjects | None, old: dict[str, Any] | None) -> str:
+    """How an object was checked, when ``--old`` was given."""
+    if old_objects is None:
+        return ""
+    if old is None:
+        return f" as a create (not in {old_objects.source})"
+    return f" as an update of {old_objects.source}"
 
 
 def _name(args: argparse.Namespace) -> int:
@@ -110,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--crds", help="validate against CRD files in this directory instead")
     validate.add_argument(
         "--ignore-unknown-kinds", action="store_true", help="skip objects that are not Hearth's"
+    )
+    validate.add_argument(
+        "--old",
+        metavar="FILE",
+        help="check each object as an update of the same object (kind, namespace, name) in "
+        "FILE, e.g. `kubectl get ... -o yaml` output, so update rules run too; '-' reads stdin; "
+        "objects not in FILE are checked as creates",
     )
     validate.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     validate.set_defaults(handler=_validate)

@@ -150,7 +150,9 @@ def build_crd(resource: type[Resource]) -> dict[str, Any]:  # type: ignore[type-
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            # ObjectMeta is the API server's; a CRD may only describe name (and
+            # generateName). Declaring name lets root rules report at metadata.name.
+            "metadata": {"type": "object", "properties": {"name": {"type": "string"}}},
             "spec": structural_schema(spec_model),
             "status": structural_schema(status_model),
         },

@@ -5,6 +5,12 @@ For each object: look up its CRD, apply the schema's defaults, refuse unknown fi
 evaluate every CEL rule (``x-kubernetes-validations``) with cel-python, including the
 transition rules that compare with the previous object on an update.
 
+Before any of that it checks what the API server checks of every object whatever its
+CRD (``metadata.name`` is a non-empty string, labels are strings, integers fit in 64
+bits), so that no rule ever sees a value it cannot evaluate. A value a rule still cannot
+evaluate (a duration longer than Kubernetes' CEL can hold) is refused with a message
+naming the field, the value and the rule, never as an internal error.
+
 This is what ``hearthctl validate`` runs, what the test suite checks the CRDs and
 ``examples/`` with, and what the operator can use to re-check objects it reads. It is not
 an API server: rules that span objects (a LoRA's base model, quota) are the operator's.
@@ -14,8 +20,10 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,9 +35,13 @@ from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 
 from .crd import build_crds
+from .manifests import ManifestError as ManifestError
+from .manifests import load_documents as load_documents
 
 JsonSchema = dict[str, Any]
 Json = Any
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,8 @@ def _unknown_fields(value: Json, schema: JsonSchema, path: str) -> Iterator[Fiel
         extra = schema.get("additionalProperties")
         for name, item in value.items():
             child = _join(path, name)
+            if not path and name == "metadata":
+                continue  # ObjectMeta's fields are the API server's, checked by _metadata_errors
             if properties is not None and name in properties:
                 yield from _unknown_fields(item, properties[name], child)
             elif isinstance(extra, dict):
@@ -120,6 +134,66 @@ def _unknown_fields(value: Json, schema: JsonSchema, path: str) -> Iterator[Fiel
     elif isinstance(value, list) and "items" in schema:
         for index, item in enumerate(value):
             yield from _unknown_fields(item, schema["items"], _join(path, index))
+
+
+# --- object metadata and numbers, as the API server decodes them -----------------------
+
+
+def _wrong_type(path: str, value: Json, expected: str) -> FieldError:
+    return FieldError(path, f"Invalid value: {_short(value)}: must be of type {expected}")
+
+
+def _metadata_errors(obj: dict[str, Any]) -> list[FieldError]:
+    """What the API server checks of ``metadata`` for every kind, before the CRD's schema.
+
+    A name that is not a string (``name: 12345``) never reaches a CEL rule this way.
+    """
+    metadata = obj.get("metadata")
+    if metadata is None:
+        return [FieldError("metadata.name", "Required value: name is required")]
+    if not isinstance(metadata, dict):
+        return [_wrong_type("metadata", metadata, "object")]
+    errors: list[FieldError] = []
+    for key in ("name", "namespace", "generateName"):
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, str):
+            errors.append(_wrong_type(f"metadata.{key}", value, "string"))
+    if metadata.get("name") in (None, ""):
+        errors.append(FieldError("metadata.name", "Required value: name is required"))
+    for key in ("labels", "annotations"):
+        pairs = metadata.get(key)
+        if pairs is None:
+            continue
+        if not isinstance(pairs, dict):
+            errors.append(_wrong_type(f"metadata.{key}", pairs, "object"))
+            continue
+        errors += [
+            _wrong_type(f"metadata.{key}[{name}]", value, "string")
+            for name, value in pairs.items()
+            if not isinstance(value, str)
+        ]
+    return errors
+
+
+def _beyond_int64(value: Json) -> bool:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    return is_int and not INT64_MIN <= value <= INT64_MAX
+
+
+def _int64_errors(value: Json, schema: JsonSchema, path: str) -> Iterator[FieldError]:
+    """Integers beyond 64 bits: the API server cannot decode them as integers (nor can CEL)."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key) or (extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                yield from _int64_errors(item, sub, _join(path, key))
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            yield from _int64_errors(item, schema["items"], _join(path, index))
+    elif schema.get("type") == "integer" and _beyond_int64(value):
+        yield _wrong_type(path, value, "integer (a 64-bit integer)")
 
 
 # --- OpenAPI schema ---------------------------------------------------------------------
@@ -210,6 +284,77 @@ def _to_cel(value: Json, schema: JsonSchema) -> Any:
     raise TypeError(f"cannot convert {type(value).__name__} to CEL")
 
 
+#: Go's time.Duration, which Kubernetes' CEL durations are: int64 nanoseconds.
+_DURATION_MAX = "2562047h47m16.854775807s"
+_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
+_NANOSECONDS = {
+    "ns": 1,
+    "us": 10**3,
+    "µs": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
+
+
+def _duration_nanoseconds(text: str) -> int | None:
+    """The length of a Go duration string in nanoseconds, unbounded; None if not one."""
+    body = text.lstrip("+-")
+    if not body or _DURATION_PART.sub("", body):
+        return None
+    total = sum(
+        Fraction(number) * _NANOSECONDS[unit] for number, unit in _DURATION_PART.findall(body)
+    )
+    return int(total)
+
+
+def _shown(value: Json) -> str:
+    """A value as the API server shows it in an Invalid error: scalars, or their type."""
+    if isinstance(value, dict):
+        return '"object"'
+    if isinstance(value, list):
+        return '"array"'
+    return _short(value)
+
+
+def _at_field_path(value: Json, field_path: str) -> Json:
+    """The value a rule's ``fieldPath`` (``.a.b``) points at, or ``value`` if absent."""
+    node = value
+    for part in field_path.strip(".").split("."):
+        if not isinstance(node, dict) or part not in node:
+            return value
+        node = node[part]
+    return node
+
+
+def _describe_rule(entry: dict[str, str]) -> str:
+    return f"rule {entry['rule']!r} ({entry['message']})"
+
+
+def _unevaluable(entry: dict[str, str], value: Json) -> str | None:
+    """Why CEL in the API server cannot evaluate ``entry`` on ``value``, before trying."""
+    if "duration(self)" in entry["rule"] and isinstance(value, str):
+        nanoseconds = _duration_nanoseconds(value)
+        if nanoseconds is not None and abs(nanoseconds) > INT64_MAX:
+            return (
+                f"duration out of range: Kubernetes durations are at most {_DURATION_MAX}, "
+                f"so {_describe_rule(entry)} cannot be checked"
+            )
+    return None
+
+
+def _evaluation_failure(entry: dict[str, str], error: CELEvalError) -> str:
+    """An evaluation error in words: what went wrong, and which rule it was."""
+    cause = str(error.args[0]) if error.args else "error"
+    details = error.args[2] if len(error.args) > 2 else ()
+    if isinstance(details, tuple) and details:
+        cause = f"{cause}: {details[0]}"
+    if "range error" in cause or "overflow" in cause:
+        cause = f"value out of range ({cause})"
+    return f"{_describe_rule(entry)} cannot be evaluated on this value: {cause}"
+
+
 def _rule_errors(
     value: Json, old: Json, schema: JsonSchema, path: str, has_old: bool
 ) -> Iterator[FieldError]:
@@ -218,19 +363,25 @@ def _rule_errors(
         transition = "oldSelf" in rule
         if transition and not has_old:
             continue  # transition rules only run on updates where the old value exists
+        problem = _unevaluable(entry, value)
+        if problem is not None:
+            yield FieldError(path, f"Invalid value: {_shown(value)}: {problem}")
+            continue
         activation = {"self": _to_cel(value, schema)}
         if transition:
             activation["oldSelf"] = _to_cel(old, schema)
         try:
             passed = _program(rule).evaluate(activation)
         except CELEvalError as error:
-            yield FieldError(path, f"Internal error: rule {rule!r} failed to evaluate: {error}")
+            yield FieldError(
+                path, f"Invalid value: {_shown(value)}: {_evaluation_failure(entry, error)}"
+            )
             continue
         if not (isinstance(passed, celpy.celtypes.BoolType) and bool(passed)):
             field_path = entry.get("fieldPath", "")
-            target = path + field_path if field_path else path
-            shown = "object" if isinstance(value, dict | list) else value
-            yield FieldError(target, f"Invalid value: {json.dumps(shown)}: {entry['message']}")
+            target = f"{path}{field_path}" if path else field_path.lstrip(".")
+            shown = _shown(_at_field_path(value, field_path)) if field_path else _shown(value)
+            yield FieldError(target, f"Invalid value: {shown}: {entry['message']}")
 
 
 def _cel_errors(
@@ -293,14 +444,22 @@ class Validator:
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> Result:
         """Validate a create (``old`` is None) or an update of ``old`` to ``obj``."""
         kind = str(obj.get("kind", ""))
-        name = str((obj.get("metadata") or {}).get("name", ""))
+        metadata = obj.get("metadata")
+        raw_name = metadata.get("name") if isinstance(metadata, dict) else None
+        name = "" if raw_name is None else str(raw_name)
         schema = self.schema_for(str(obj.get("apiVersion", "")), kind)
         new = apply_defaults(copy.deepcopy(obj), schema)
-        errors: list[FieldError] = []
-        if not name:
-            errors.append(FieldError("metadata.name", "Required value: name is required"))
+        errors = _metadata_errors(new)
+        # Bad metadata is reported once, in the API server's words, not again by the schema.
+        checked = {k: v for k, v in new.items() if k != "metadata"} if errors else new
         errors += _unknown_fields(new, schema, "")
-        errors += _schema_errors(new, schema)
+        too_big = list(_int64_errors(checked, schema, ""))
+        errors += too_big
+        errors += [
+            error
+            for error in _schema_errors(checked, schema)
+            if error.path not in {e.path for e in too_big}
+        ]
         if not errors:
             # CEL runs only once the schema holds, so no rule sees an ill-typed value.
             previous = apply_defaults(copy.deepcopy(old), schema) if old is not None else None
@@ -317,18 +476,3 @@ def default_validator() -> Validator:
 def validate(obj: dict[str, Any], old: dict[str, Any] | None = None) -> Result:
     """Validate one Hearth object (or an update of ``old`` to ``obj``)."""
     return default_validator().validate(obj, old)
-
-
-def load_documents(text: str) -> list[dict[str, Any]]:
-    """The non-empty YAML documents of a manifest file (``kind: List`` is expanded)."""
-    documents = []
-    for doc in yaml.safe_load_all(text):
-        if not doc:
-            continue
-        if not isinstance(doc, dict):
-            raise ValueError(f"a manifest document must be a mapping, got {type(doc).__name__}")
-        if doc.get("kind") == "List":
-            documents += [item for item in doc.get("items", []) if item]
-        else:
-            documents.append(doc)
-    return documents

@@ -101,6 +101,33 @@ def test_cel_rules_compile_and_name_a_message(path):
 
 
 @pytest.mark.parametrize("path", CRD_FILES, ids=lambda p: p.name)
+def test_rule_field_paths_name_fields_of_the_schema(path):
+    """The API server refuses a CRD whose fieldPath does not resolve in the schema."""
+    unresolved = []
+    for where, node in walk(schema_of(load(path))):
+        for entry in node.get("x-kubernetes-validations", []):
+            field_path = entry.get("fieldPath")
+            if not field_path:
+                continue
+            target = node
+            for part in field_path.removeprefix(".").split("."):
+                target = target.get("properties", {}).get(part)
+                if target is None:
+                    unresolved.append(f"{where}: {field_path}")
+                    break
+    assert unresolved == []
+
+
+def test_metadata_declares_only_name():
+    """A CRD may describe only metadata.name (and generateName); ID rules report there."""
+    for path in CRD_FILES:
+        metadata = schema_of(load(path))["properties"]["metadata"]
+        assert metadata == {"type": "object", "properties": {"name": {"type": "string"}}}
+        root_rules = schema_of(load(path))["x-kubernetes-validations"]
+        assert {rule["fieldPath"] for rule in root_rules} == {".metadata.name"}
+
+
+@pytest.mark.parametrize("path", CRD_FILES, ids=lambda p: p.name)
 def test_defaults_are_valid_for_their_node(path):
     from jsonschema import Draft4Validator
 

@@ -108,6 +108,13 @@ VALID = [
             ),
         ),
     ),
+    (
+        "deployment-longest-go-duration",
+        obj(
+            "Deployment",
+            with_(DEPLOYMENT, autoscalingPolicy={"scaleToZeroWindow": "2562047h47m16s"}),
+        ),
+    ),
     ("deployment-max-zero", obj("Deployment", with_(DEPLOYMENT, maxReplicaCount=0))),
     ("deployment-scaled", obj("Deployment", with_(DEPLOYMENT, replicaCount=3))),
     ("deployed-model", obj("DeployedModel", DEPLOYED)),
@@ -139,15 +146,19 @@ INVALID = [
     (
         "account-reserved-kube",
         obj("Account", {}, name="kube-system"),
-        [("<root>", "may not take a system namespace")],
+        [("metadata.name", "may not take a system namespace")],
     ),
     (
         "account-reserved-default",
         obj("Account", {}, name="default"),
-        [("<root>", "system namespace")],
+        [("metadata.name", "system namespace")],
     ),
-    ("account-64-chars", obj("Account", {}, name="a" * 64), [("<root>", "1-63 characters")]),
-    ("account-leading-digit", obj("Account", {}, name="1acme"), [("<root>", "starting with a")]),
+    ("account-64-chars", obj("Account", {}, name="a" * 64), [("metadata.name", "1-63 characters")]),
+    (
+        "account-leading-digit",
+        obj("Account", {}, name="1acme"),
+        [("metadata.name", "starting with a")],
+    ),
     (
         "account-gpu-key",
         obj("Account", {"quota": {"gpusPerAcceleratorType": {"TPU_V5": 4}}}, name="acme"),
@@ -213,7 +224,7 @@ INVALID = [
     (
         "model-bad-name",
         obj("Model", BASE, name="My_Model"),
-        [("<root>", "Model IDs are 1-63 characters")],
+        [("metadata.name", "Model IDs are 1-63 characters")],
     ),
     (
         "deployment-missing-base",
@@ -362,6 +373,56 @@ INVALID = [
         "job-output-model-name",
         obj("FineTuningJob", with_(JOB, outputModel="accounts/acme/models/x")),
         [("spec.outputModel", "should match")],
+    ),
+    # Values no rule can evaluate are refused by field and rule, never as an internal error.
+    (
+        "deployment-window-overflows",
+        obj("Deployment", with_(DEPLOYMENT, autoscalingPolicy={"scaleUpWindow": "9" * 20 + "h"})),
+        [
+            (
+                "spec.autoscalingPolicy.scaleUpWindow",
+                "duration out of range: Kubernetes durations are at most 2562047h47m16.854775807s,"
+                " so rule \"duration(self) <= duration('1h')\" (scaleUpWindow must be at most 1h)",
+            )
+        ],
+    ),
+    (
+        # cel-python would hold this one; Kubernetes' CEL (Go durations) cannot.
+        "deployment-window-just-past-go-durations",
+        obj("Deployment", with_(DEPLOYMENT, autoscalingPolicy={"scaleToZeroWindow": "2562048h"})),
+        [("spec.autoscalingPolicy.scaleToZeroWindow", "scaleToZeroWindow must be at least 5m")],
+    ),
+    (
+        "name-a-number",
+        obj("Model", BASE, name=12345),
+        [("metadata.name", "must be of type string")],
+    ),
+    ("name-null", obj("Model", BASE, name=None), [("metadata.name", "Required value")]),
+    ("name-empty", obj("Model", BASE, name=""), [("metadata.name", "Required value")]),
+    (
+        "namespace-a-list",
+        obj("Model", BASE, namespace=["acme"]),
+        [("metadata.namespace", 'Invalid value: "array": must be of type string')],
+    ),
+    (
+        "metadata-a-string",
+        {**obj("Model", BASE), "metadata": "x"},
+        [("metadata", 'Invalid value: "x": must be of type object')],
+    ),
+    (
+        "label-a-number",
+        {**obj("Model", BASE), "metadata": {"name": "m", "labels": {"tier": 1}}},
+        [("metadata.labels[tier]", "Invalid value: 1: must be of type string")],
+    ),
+    (
+        "integer-beyond-64-bits",
+        obj("Deployment", with_(DEPLOYMENT, maxReplicaCount=2**70)),
+        [("spec.maxReplicaCount", "must be of type integer (a 64-bit integer)")],
+    ),
+    (
+        "account-name-bad-chars-shows-the-name",
+        obj("Account", {}, name="Acme_Corp"),
+        [("metadata.name", 'Invalid value: "Acme_Corp": Account IDs are 1-63 characters')],
     ),
     (
         "missing-spec",

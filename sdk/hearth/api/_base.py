@@ -291,12 +291,21 @@ class KindInfo:
     root_rules: tuple[dict[str, str], ...] = field(default_factory=tuple)
 
 
+#: Where root rules about the object's name report (a CEL ``fieldPath``).
+NAME_FIELD_PATH = ".metadata.name"
+
+
 def object_name_rule(what: str) -> dict[str, str]:
-    """metadata.name must follow the Fireworks ID rule (stricter than Kubernetes' own)."""
+    """metadata.name must follow the Fireworks ID rule (stricter than Kubernetes' own).
+
+    The rule sits at the root (only there can CEL read metadata) and reports at
+    ``metadata.name``, which the CRD declares for that purpose (see ``hearth.crd``).
+    """
     return cel(
         f"self.metadata.name.matches('{ID_PATTERN}')",
         f"{what} IDs are 1-63 characters of a-z, 0-9 and '-', starting with a letter and "
         "not ending with '-'",
+        field_path=NAME_FIELD_PATH,
     )
 
 

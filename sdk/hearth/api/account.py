@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field
 
 from ._base import (
     AGE,
+    NAME_FIELD_PATH,
     AcceleratorType,
     CamelModel,
     Description,
@@ -159,6 +160,7 @@ class Account(Resource[AccountSpec, AccountStatus]):
                 "&& self.metadata.name != 'hearth-system'",
                 "account IDs may not take a system namespace: 'default', 'kube-*' or "
                 "'hearth-system'",
+                field_path=NAME_FIELD_PATH,
             ),
         ),
     )
