@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 # Content part / block types that carry non-text input, by what they carry.
@@ -49,12 +49,13 @@ def check_text(value: str, where: str = "text") -> str:
     return value
 
 
-def _text_after(value: str) -> str:
-    return check_text(value)
+def _text_before(value: Any) -> Any:
+    return check_text(value) if isinstance(value, str) else value
 
 
-# A string that is valid Unicode (every str field of a request uses it).
-Text = Annotated[str, AfterValidator(_text_after)]
+# A string that is valid Unicode (every str field of a request uses it). Checked before
+# pydantic's own str validation, whose message for this case names no cause.
+Text = Annotated[str, BeforeValidator(_text_before)]
 
 
 def _is_int(value: object) -> bool:

@@ -6,12 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from hearth_server.api.validation import (
-    Text,
-    anthropic_content,
-    anthropic_system,
-    stop_sequences,
-)
+from hearth_server.api.validation import Text, anthropic_content, anthropic_system
+from hearth_server.api.validation import stop_sequences as check_stops
 
 
 class AnthropicModel(BaseModel):
@@ -41,7 +37,9 @@ class MessagesRequest(AnthropicModel):
     max_tokens: int = Field(ge=1)
     messages: list[Message] = Field(min_length=1)
     system: Annotated[str | list[TextBlock] | None, BeforeValidator(anthropic_system)] = None
-    stop_sequences: Annotated[list[str] | None, BeforeValidator(stop_sequences)] = None
+    # (The validator's alias: annotations are resolved in the class namespace, where
+    # ``stop_sequences`` is this field's default.)
+    stop_sequences: Annotated[list[str] | None, BeforeValidator(check_stops)] = None
     stream: bool = False
     temperature: float | None = Field(None, ge=0.0, le=1.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
