@@ -175,6 +175,34 @@ def _metadata_errors(obj: dict[str, Any]) -> list[FieldError]:
     return errors
 
 
+def _lone_surrogate(text: str) -> str | None:
+    return next((char for char in text if "\ud800" <= char <= "\udfff"), None)
+
+
+def _text_errors(value: Json, path: str) -> Iterator[FieldError]:
+    """Strings that are not Unicode text (a lone UTF-16 surrogate, as ``"\\ud800"`` in JSON):
+    Kubernetes cannot store them as UTF-8, and no CEL string function can read them."""
+    if isinstance(value, str):
+        char = _lone_surrogate(value)
+        if char is not None:
+            yield FieldError(
+                path,
+                f"Invalid value: {_short(value)}: must be valid Unicode text "
+                f"(it contains the lone surrogate U+{ord(char):04X})",
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and _lone_surrogate(key) is not None:
+                yield FieldError(
+                    path, f"Invalid value: {_short(key)}: a field name must be valid Unicode text"
+                )
+                continue
+            yield from _text_errors(item, _join(path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _text_errors(item, _join(path, index))
+
+
 def _beyond_int64(value: Json) -> bool:
     is_int = isinstance(value, int) and not isinstance(value, bool)
     return is_int and not INT64_MIN <= value <= INT64_MAX
@@ -246,12 +274,30 @@ def _schema_errors(obj: Json, schema: JsonSchema) -> Iterator[FieldError]:
         yield FieldError(path, _schema_message(error))
 
 
+def _old_object_errors(old: Json, schema: JsonSchema) -> list[FieldError]:
+    """Values in the old object of an update that no rule could compare with.
+
+    An object the API server stored always has the schema's types, so these arise only
+    from an old object written by hand; they are reported rather than fed to CEL.
+    """
+    body = {k: v for k, v in old.items() if k != "metadata"} if isinstance(old, dict) else old
+    found = list(_text_errors(body, "")) + list(_int64_errors(body, schema, ""))
+    found += [e for e in _schema_errors(body, schema) if "must be of type" in e.message]
+    return [FieldError(e.path, f"{e.message} (in the old object)") for e in found]
+
+
 # --- CEL --------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _environment() -> celpy.Environment:
+    # One environment: each new one builds a parser and resets the recursion limit.
+    return celpy.Environment()
 
 
 @lru_cache(maxsize=512)
 def _program(rule: str) -> celpy.Runner:
-    environment = celpy.Environment()
+    environment = _environment()
     return environment.program(environment.compile(rule))
 
 
@@ -350,7 +396,7 @@ def _evaluation_failure(entry: dict[str, str], error: CELEvalError) -> str:
     details = error.args[2] if len(error.args) > 2 else ()
     if isinstance(details, tuple) and details:
         cause = f"{cause}: {details[0]}"
-    if "range error" in cause or "overflow" in cause:
+    if "range error" in cause:
         cause = f"value out of range ({cause})"
     return f"{_describe_rule(entry)} cannot be evaluated on this value: {cause}"
 
@@ -363,9 +409,13 @@ def _rule_errors(
         transition = "oldSelf" in rule
         if transition and not has_old:
             continue  # transition rules only run on updates where the old value exists
+        # A rule reports at its fieldPath (relative to where it sits), if it has one.
+        field_path = entry.get("fieldPath", "")
+        target = f"{path}{field_path}" if path else field_path.lstrip(".")
+        shown = _shown(_at_field_path(value, field_path) if field_path else value)
         problem = _unevaluable(entry, value)
         if problem is not None:
-            yield FieldError(path, f"Invalid value: {_shown(value)}: {problem}")
+            yield FieldError(target, f"Invalid value: {shown}: {problem}")
             continue
         activation = {"self": _to_cel(value, schema)}
         if transition:
@@ -373,14 +423,9 @@ def _rule_errors(
         try:
             passed = _program(rule).evaluate(activation)
         except CELEvalError as error:
-            yield FieldError(
-                path, f"Invalid value: {_shown(value)}: {_evaluation_failure(entry, error)}"
-            )
+            yield FieldError(target, f"Invalid value: {shown}: {_evaluation_failure(entry, error)}")
             continue
         if not (isinstance(passed, celpy.celtypes.BoolType) and bool(passed)):
-            field_path = entry.get("fieldPath", "")
-            target = f"{path}{field_path}" if path else field_path.lstrip(".")
-            shown = _shown(_at_field_path(value, field_path)) if field_path else _shown(value)
             yield FieldError(target, f"Invalid value: {shown}: {entry['message']}")
 
 
@@ -449,7 +494,7 @@ class Validator:
         name = "" if raw_name is None else str(raw_name)
         schema = self.schema_for(str(obj.get("apiVersion", "")), kind)
         new = apply_defaults(copy.deepcopy(obj), schema)
-        errors = _metadata_errors(new)
+        errors = _metadata_errors(new) + list(_text_errors(new, ""))
         # Bad metadata is reported once, in the API server's words, not again by the schema.
         checked = {k: v for k, v in new.items() if k != "metadata"} if errors else new
         errors += _unknown_fields(new, schema, "")
@@ -460,9 +505,11 @@ class Validator:
             for error in _schema_errors(checked, schema)
             if error.path not in {e.path for e in too_big}
         ]
+        previous = apply_defaults(copy.deepcopy(old), schema) if old is not None else None
+        if previous is not None and not errors:
+            errors += _old_object_errors(previous, schema)
         if not errors:
             # CEL runs only once the schema holds, so no rule sees an ill-typed value.
-            previous = apply_defaults(copy.deepcopy(old), schema) if old is not None else None
             errors += _cel_errors(new, previous, schema, "", previous is not None)
         return Result(kind=kind, name=name, errors=tuple(errors), defaulted=new)
 

@@ -425,6 +425,21 @@ INVALID = [
         [("metadata.name", 'Invalid value: "Acme_Corp": Account IDs are 1-63 characters')],
     ),
     (
+        "text-with-a-lone-surrogate",
+        obj("User", {"displayName": "\ud800", "email": "a@b.c"}),
+        [
+            (
+                "spec.displayName",
+                "must be valid Unicode text (it contains the lone surrogate U+D800)",
+            )
+        ],
+    ),
+    (
+        "name-with-a-lone-surrogate",
+        obj("Model", BASE, name="m\udfff"),
+        [("metadata.name", "must be valid Unicode text")],
+    ),
+    (
         "missing-spec",
         {"apiVersion": "hearth.dev/v1alpha1", "kind": "Model", "metadata": {"name": "m"}},
         [("spec", "Required value")],
@@ -533,6 +548,17 @@ def test_updates(case, old, new, expected):
     assert [(e.path, words in e.message) for e in result.errors] == [(path, True)], (
         result.describe()
     )
+
+
+def test_an_ill_typed_old_object_is_reported_not_evaluated():
+    # Only a hand-written old object (hearthctl validate --old) can be ill-typed.
+    old = obj("FineTuningJob", with_(JOB, cancelled="yes", epochs=2**64))
+    result = validate(obj("FineTuningJob", JOB), old)
+    assert sorted(str(e) for e in result.errors) == [
+        'spec.cancelled: Invalid value: "yes": must be of type boolean (in the old object)',
+        f"spec.epochs: Invalid value: {2**64}: must be of type integer (a 64-bit integer) "
+        "(in the old object)",
+    ]
 
 
 def test_transition_rules_do_not_run_on_create():
