@@ -4,6 +4,7 @@ and per-row LoRA must reproduce Hugging Face / PEFT reference outputs."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ PROMPTS = [
     "def add(a, b):",
     "Hello",
 ]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.005)
 
 
 def _ids(tok: object, text: str) -> list[int]:
@@ -136,8 +146,7 @@ def test_abort_frees_the_slot(make_engine, tiny_dir: Path) -> None:
     engine = make_engine(max_num_seqs=1)
     long = SamplingParams(max_tokens=120, temperature=0.0, ignore_eos=True)
     seq, col = submit(engine, _ids(tok, "Hello"), long)
-    while not col.outputs:
-        time.sleep(0.01)
+    wait_until(lambda: bool(col.outputs), "the first token")
     engine.abort(seq)
     assert col.done.wait(10)
     assert col.final.finish_reason == "abort"
@@ -207,8 +216,7 @@ def test_long_prefill_is_chunked_and_running_streams_keep_going(
     engine = make_engine(max_num_batched_tokens=16)
     runner_params = SamplingParams(max_tokens=100, temperature=0.0, ignore_eos=True)
     seq_a, col_a = submit(engine, _ids(tok, "Hello"), runner_params)
-    while len(col_a.outputs) < 2:
-        time.sleep(0.005)
+    wait_until(lambda: len(col_a.outputs) >= 2, "two tokens of the running request")
     long_prompt = _ids(tok, " ".join(PROMPTS * 4))[:100]
     assert len(long_prompt) >= 64
     _, col_b = submit(engine, long_prompt, SamplingParams(max_tokens=1, temperature=0.0))

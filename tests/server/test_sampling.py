@@ -8,12 +8,19 @@ import pytest
 import torch
 
 from hearth_server.engine.detok import IncrementalDecoder, StopChecker
-from hearth_server.engine.params import ParamError, SamplingParams
-from hearth_server.engine.sampler import RowState, sample
+from hearth_server.engine.params import (
+    MIN_TEMPERATURE,
+    SEED_MAX,
+    SEED_MIN,
+    ParamError,
+    SamplingParams,
+)
+from hearth_server.engine.sampler import NON_FINITE, RowState, sample
 
 
 def _tokens(logits: torch.Tensor, rows: list[RowState]) -> list[int | None]:
     return [r.token for r in sample(logits, rows)]
+
 
 V = 10
 
@@ -26,7 +33,7 @@ def _row(**kw: object) -> RowState:
     return RowState(SamplingParams(**kw), prompt, output, gen, [])  # type: ignore[arg-type]
 
 
-def _draws(logits: torch.Tensor, n: int = 300, **kw: object) -> set[int]:
+def _draws(logits: torch.Tensor, n: int = 300, **kw: object) -> set[int | None]:
     row = _row(gen_seed=0, **kw)
     return {_tokens(logits.unsqueeze(0), [row])[0] for _ in range(n)}
 
@@ -116,3 +123,86 @@ def test_incremental_decoder_handles_multibyte_characters(tiny_dir: Path) -> Non
     pieces = [dec.push(t) for t in ids]
     assert "".join(pieces) + dec.flush() == tok.decode(ids)
     assert all("\ufffd" not in p for p in pieces)
+
+
+def test_a_non_finite_row_fails_alone() -> None:
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        logits = LOGITS.repeat(3, 1)
+        logits[1, 4] = bad
+        rows = [_row(temperature=0.0), _row(gen_seed=1, logprobs=2), _row(gen_seed=2)]
+        results = sample(logits, rows)
+        assert results[1].token is None and results[1].error == NON_FINITE
+        assert results[0].token == 0 and results[0].error is None
+        assert results[2].token is not None and results[2].error is None
+
+
+def test_tiny_temperatures_count_as_the_minimum() -> None:
+    assert SamplingParams(temperature=1e-45).effective_temperature == MIN_TEMPERATURE
+    assert SamplingParams(temperature=0.7).effective_temperature == 0.7
+    SamplingParams(temperature=1e-45).validate()  # accepted, sampled at MIN_TEMPERATURE
+    # Logits 0.5 apart are 50 units apart at 0.01: the top token is all but certain.
+    assert _draws(LOGITS, temperature=1e-45) == {0}
+    huge = torch.tensor([3e38, -3e38, 1e38, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert _draws(huge, n=20, temperature=1e-45) == {0}
+    assert _draws(huge, n=20, temperature=2.0) == {0}
+
+
+def test_banned_ids_outside_the_vocabulary_are_ignored() -> None:
+    row = _row(temperature=0.0)
+    row.banned = [10**9, -1, V]
+    assert _tokens(LOGITS.unsqueeze(0), [row]) == [0]
+    row.banned = [0, -1]  # -1 must not ban the last token by negative indexing
+    flat = torch.zeros(V)
+    flat[V - 1] = 1.0
+    assert _tokens(flat.unsqueeze(0), [row]) == [V - 1]
+
+
+def test_a_row_with_every_token_banned_fails_alone() -> None:
+    row = _row(gen_seed=3)
+    row.banned = list(range(V))
+    results = sample(LOGITS.repeat(2, 1), [row, _row(temperature=0.0)])
+    assert results[0].token is None and results[0].error is not None
+    assert "banned" in results[0].error
+    assert results[1].token == 0
+
+
+def test_penalties_ignore_out_of_vocabulary_history() -> None:
+    row = _row(temperature=0.0, prompt=[-5, 10**6], output=[10**6], repetition_penalty=2.0)
+    row.params.frequency_penalty = 1.0
+    assert _tokens(LOGITS.unsqueeze(0), [row]) == [0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("seed", 2**64),
+        ("seed", 2**63),
+        ("seed", -(2**63) - 1),
+        ("seed", 1.5),
+        ("temperature", float("nan")),
+        ("top_p", float("inf")),
+        ("max_tokens", True),
+        ("max_tokens", 2.0),
+        ("stop_token_ids", ["7"]),
+        ("stop", "END"),
+    ],
+)
+def test_validation_refuses_out_of_range_and_mistyped_values(field: str, value: object) -> None:
+    with pytest.raises(ParamError) as err:
+        SamplingParams(**{field: value}).validate()  # type: ignore[arg-type]
+    assert err.value.param == field and field in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_seed_range_is_64_bit_signed() -> None:
+    for seed in (SEED_MIN, SEED_MAX, 0, -1):
+        SamplingParams(seed=seed).validate()
+        torch.Generator().manual_seed(seed)  # the engine's use of it cannot overflow
+    assert (SEED_MIN, SEED_MAX) == (-(2**63), 2**63 - 1)
+
+
+def test_token_ids_are_checked_against_the_vocabulary() -> None:
+    SamplingParams(stop_token_ids=[0, 399]).check_token_ids(400)
+    with pytest.raises(ParamError, match="outside the vocabulary") as err:
+        SamplingParams(stop_token_ids=[400]).check_token_ids(400)
+    assert err.value.param == "stop_token_ids"

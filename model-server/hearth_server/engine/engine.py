@@ -299,16 +299,17 @@ class Engine:
         self.running.clear()
         self.waiting.clear()
         for seq in victims:
-            self._emit(
-                seq,
-                StepOutput(
-                    finished=True,
-                    finish_reason="error",
-                    error=reason,
-                    prompt_tokens=len(seq.prompt_ids),
-                    completion_tokens=len(seq.output_ids),
-                ),
+            out = StepOutput(
+                finished=True,
+                finish_reason="error",
+                error=reason,
+                prompt_tokens=len(seq.prompt_ids),
+                completion_tokens=len(seq.output_ids),
             )
+            try:
+                seq.emit(out)
+            except BaseException:  # already dying: every other request must still hear
+                log.exception("consumer of request %d failed", seq.id)
 
     def _emit(self, seq: Sequence, out: StepOutput) -> bool:
         """Deliver ``out``; a consumer that raises loses its request, not the engine."""
