@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 
 from kubernetes import client, config
 from prometheus_client import start_http_server
 
 from .context import Context
 from .kube import Kube
+from .logs import configure_logging
 from .runtime import run
 from .settings import load_settings
 
@@ -46,12 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=9090, help="0 disables /metrics")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-        '"message":"%(message)s"}',
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level)
     settings = load_settings()
     ctx = Context(kube=Kube(_api_client(args.kubeconfig)), settings=settings)
     if args.metrics_port:

@@ -1,4 +1,7 @@
-"""Label, annotation and finalizer keys the operator writes, in one place."""
+"""Label, annotation, finalizer and Secret keys the operator writes, in one place.
+
+Every ``hearth.dev/*`` key lives here, so a rename is one edit and a grep finds them all.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +18,24 @@ LABEL_ACCOUNT = f"{DOMAIN}/account"
 LABEL_DEPLOYMENT = f"{DOMAIN}/deployment"
 LABEL_SPEC_HASH = f"{DOMAIN}/spec-hash"
 LABEL_USER = f"{DOMAIN}/user"
+#: On the account ClusterRoles: which Fireworks role they grant.
+LABEL_ROLE = f"{DOMAIN}/role"
 #: On DeployedModels: the model they load (account and ID) and whether it is an addon.
 LABEL_MODEL_ACCOUNT = f"{DOMAIN}/model-account"
 LABEL_MODEL = f"{DOMAIN}/model"
 LABEL_ADDON = f"{DOMAIN}/addon"
+#: On validation Jobs and their pods: the Dataset they validate.
+LABEL_DATASET = f"{DOMAIN}/dataset"
+#: On training Jobs, their pods and the output Model: the FineTuningJob.
+LABEL_FINE_TUNING_JOB = f"{DOMAIN}/fine-tuning-job"
+
+#: On server and trainer pods: the acceleratorType they were scheduled for (quota usage).
+ANNOTATION_ACCELERATOR_TYPE = f"{DOMAIN}/accelerator-type"
 
 SERVER_APP = "hearth-server"
 
-#: Finalizer on DeployedModels: adapters loaded into running servers need unloading, which
-#: garbage collection cannot do.
+#: The only finalizer Hearth uses, and only on DeployedModels whose adapter is loaded in a
+#: running server: unloading it is cleanup garbage collection cannot do.
 FINALIZER_ADAPTERS = f"{DOMAIN}/unload-adapters"
 
 #: Name of the per-account ResourceQuota, NetworkPolicy and artifact PVC.
@@ -32,11 +44,24 @@ ACCOUNT_NETWORK_POLICY_NAME = "hearth-model-servers"
 ACCOUNT_ARTIFACT_CLAIM = "artifacts"
 
 CLUSTER_ROLE_PREFIX = "hearth-"
+#: The ClusterRole that lets the operator read and create Secrets, bound (RoleBinding)
+#: only in account namespaces, and the RoleBinding's name there.
+OPERATOR_SECRETS_ROLE = "hearth-operator-secrets"
+
+#: The model server reads its API token from this variable (hearth-server --api-key).
+SERVER_API_KEY_ENV = "HEARTH_SERVER_API_KEY"
+#: The key of the token inside each Deployment's API-key Secret.
+API_KEY_SECRET_KEY = "api-key"
 
 
 def adapter_annotation(deployed_model: str) -> str:
     """Pod annotation recording that a DeployedModel's adapter was loaded into the pod."""
     return f"adapter.{DOMAIN}/{deployed_model}"
+
+
+def api_key_secret_name(deployment: str) -> str:
+    """The Secret holding a Deployment's server API token (one per Deployment)."""
+    return f"{deployment}-api-key"
 
 
 def short_hash(*parts: str, length: int = 10) -> str:

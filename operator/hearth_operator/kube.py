@@ -51,6 +51,7 @@ KINDS: dict[str, KindInfo] = {
     "Service": KindInfo("v1", "services", True),
     "ServiceAccount": KindInfo("v1", "serviceaccounts", True),
     "ConfigMap": KindInfo("v1", "configmaps", True),
+    "Secret": KindInfo("v1", "secrets", True),
     "ResourceQuota": KindInfo("v1", "resourcequotas", True),
     "PersistentVolumeClaim": KindInfo("v1", "persistentvolumeclaims", True),
     "NetworkPolicy": KindInfo("networking.k8s.io/v1", "networkpolicies", True),

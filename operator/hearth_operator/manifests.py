@@ -16,6 +16,7 @@ import yaml
 
 from hearth.api import GROUP, Role
 
+from .constants import LABEL_NAME, OPERATOR_SECRETS_ROLE
 from .planning.common import managed_labels
 from .planning.roles import cluster_role_name, cluster_roles
 
@@ -61,20 +62,28 @@ def operator_rules() -> list[dict[str, Any]]:
         _rule("", ["configmaps"], READ),
         _rule("networking.k8s.io", ["networkpolicies"], OWN),
         _rule("rbac.authorization.k8s.io", ["rolebindings"], OWN),
-        # Binding a role needs `bind` on it (or holding all its permissions).
+        # Binding a role needs `bind` on it (or holding all its permissions): the account
+        # roles for Users, and the operator's own Secret access in account namespaces.
         _rule(
             "rbac.authorization.k8s.io",
             ["clusterroles"],
             ["bind"],
-            resourceNames=[cluster_role_name(r) for r in Role],
+            resourceNames=[*(cluster_role_name(r) for r in Role), OPERATOR_SECRETS_ROLE],
         ),
         # kopf discovers the CRDs it serves.
         _rule("apiextensions.k8s.io", ["customresourcedefinitions"], READ),
     ]
 
 
+def secrets_rules() -> list[dict[str, Any]]:
+    """Deployments' API-token Secrets: created once, read for adapter calls; never listed,
+    changed or deleted (garbage collection deletes them with their Deployment). Granted
+    by a RoleBinding in each account namespace, never cluster-wide."""
+    return [_rule("", ["secrets"], ["get", "create"])]
+
+
 def operator_rbac(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    labels = managed_labels(**{"app.kubernetes.io/name": OPERATOR})
+    labels = managed_labels(**{LABEL_NAME: OPERATOR})
     return [
         {
             "apiVersion": "v1",
@@ -91,6 +100,12 @@ def operator_rbac(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
             "kind": "ClusterRole",
             "metadata": {"name": OPERATOR, "labels": labels},
             "rules": operator_rules(),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": OPERATOR_SECRETS_ROLE, "labels": labels},
+            "rules": secrets_rules(),
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -1,13 +1,21 @@
 """The kopf wiring: which events run which reconcile, and the operator's entry point.
 
 Every handler is a thin trigger: it names the object and calls the kind's reconcile,
-which reads the current state itself. So a watch event, a timer and a restart all take
-the same path, and handling an event twice is harmless.
+which reads the current state itself. So a watch event, the periodic resync and a restart
+all take the same path, and handling an event twice is harmless.
+
+Finalizers: kopf adds its finalizer to every object that has a timer, a daemon or a
+mandatory deletion handler. Hearth has no timers (one resync loop replaces them, see
+resync.py) and one deletion handler, which applies only to DeployedModels that already
+carry ``hearth.dev/unload-adapters`` (put there by their reconcile before it loads an
+adapter). So nothing else ever waits for the operator to be deleted, and kopf strips the
+finalizer from objects an older operator put it on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -17,9 +25,15 @@ import kopf
 
 from hearth.api import GROUP, VERSION
 
-from .constants import DOMAIN, FINALIZER_ADAPTERS, LABEL_DEPLOYMENT
+from .constants import (
+    DOMAIN,
+    FINALIZER_ADAPTERS,
+    LABEL_DATASET,
+    LABEL_DEPLOYMENT,
+    LABEL_FINE_TUNING_JOB,
+)
 from .context import Context, log
-from .controllers.account import reconcile_account, refresh_account_status
+from .controllers.account import reconcile_account
 from .controllers.dataset import reconcile_dataset
 from .controllers.deployed_model import (
     AdapterLoadFailed,
@@ -31,8 +45,7 @@ from .controllers.deployment import reconcile_deployment
 from .controllers.finetuning_job import reconcile_finetuning_job
 from .controllers.model import reconcile_model
 from .controllers.user import reconcile_user
-from .planning.dataset import LABEL_DATASET
-from .planning.finetuning_job import LABEL_FINE_TUNING_JOB
+from .resync import resync_forever
 
 #: After this many failed unload attempts the DeployedModel is released anyway (with a
 #: Warning event), so one unreachable replica cannot wedge a namespace's deletion.
@@ -40,13 +53,15 @@ UNLOAD_RETRIES = 5
 ADAPTER_RETRY_DELAY = 5.0
 
 
+def holds_adapters(body: kopf.Body, **_: Any) -> bool:
+    """Whether a DeployedModel carries the finalizer: its adapter may be in a server."""
+    return FINALIZER_ADAPTERS in (body.get("metadata", {}).get("finalizers") or [])
+
+
 def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry:
     """All handlers; ``login=False`` leaves logging in to the caller (the test harness)."""
     registry = kopf.OperatorRegistry()
-    # Timers are a safety net for changes no watch event reports (a base model turning
-    # READY, a quota freed elsewhere); `idle` keeps them off objects that are changing
-    # anyway, so a burst of creations is not reconciled twice.
-    resync = ctx.settings.resync_seconds
+    resync_tasks: list[asyncio.Task[None]] = []
 
     if login:
 
@@ -70,9 +85,18 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
         settings.posting.level = logging.WARNING
         settings.execution.max_workers = 16
         settings.watching.server_timeout = 300
-        # A deleted object's timers must stop before its finalizer is released; poll for
-        # that every second instead of kopf's 60 s, so deletions finish promptly.
-        settings.background.cancellation_polling = 1
+
+    @kopf.on.startup(registry=registry)
+    async def start_resync(**_: Any) -> None:
+        resync_tasks.append(asyncio.create_task(resync_forever(ctx, ctx.settings.resync_seconds)))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_resync(**_: Any) -> None:
+        while resync_tasks:
+            task = resync_tasks.pop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # Account (cluster-scoped)
     @kopf.on.resume(**resource("accounts"))
@@ -80,10 +104,6 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     @kopf.on.update(**resource("accounts"))
     def account_changed(name: str, **_: Any) -> None:
         reconcile_account(ctx, name)
-
-    @kopf.timer(**resource("accounts"), interval=resync, idle=resync)
-    def account_usage(name: str, **_: Any) -> None:
-        refresh_account_status(ctx, name)
 
     # User
     @kopf.on.resume(**resource("users"))
@@ -99,19 +119,11 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     def model_changed(namespace: str | None, name: str, **_: Any) -> None:
         reconcile_model(ctx, str(namespace), name)
 
-    @kopf.timer(**resource("models"), interval=resync, idle=resync)
-    def model_resync(namespace: str | None, name: str, **_: Any) -> None:
-        reconcile_model(ctx, str(namespace), name)
-
     # Deployment
     @kopf.on.resume(**resource("deployments"))
     @kopf.on.create(**resource("deployments"))
     @kopf.on.update(**resource("deployments"))
     def deployment_changed(namespace: str | None, name: str, **_: Any) -> None:
-        reconcile_deployment(ctx, str(namespace), name)
-
-    @kopf.timer(**resource("deployments"), interval=resync, idle=resync)
-    def deployment_resync(namespace: str | None, name: str, **_: Any) -> None:
         reconcile_deployment(ctx, str(namespace), name)
 
     # A replica changed (created, became ready, crashed, was deleted): its Deployment and
@@ -136,21 +148,10 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
         except AdapterLoadFailed as error:
             raise kopf.TemporaryError(str(error), delay=ADAPTER_RETRY_DELAY) from error
 
-    @kopf.timer(**resource("deployedmodels"), interval=resync, idle=resync)
-    def deployed_model_resync(namespace: str | None, name: str, **_: Any) -> None:
-        try:
-            reconcile_deployed_model(ctx, str(namespace), name)
-        except AdapterLoadFailed as error:
-            log.warning("deployed model %s/%s: %s", namespace, name, error)
-
     # Dataset (the spec is immutable: validated once)
     @kopf.on.resume(**resource("datasets"))
     @kopf.on.create(**resource("datasets"))
     def dataset_created(namespace: str | None, name: str, **_: Any) -> None:
-        reconcile_dataset(ctx, str(namespace), name)
-
-    @kopf.timer(**resource("datasets"), interval=resync, idle=resync)
-    def dataset_resync(namespace: str | None, name: str, **_: Any) -> None:
         reconcile_dataset(ctx, str(namespace), name)
 
     # FineTuningJob
@@ -158,10 +159,6 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     @kopf.on.create(**resource("finetuningjobs"))
     @kopf.on.update(**resource("finetuningjobs"))
     def finetuning_job_changed(namespace: str | None, name: str, **_: Any) -> None:
-        reconcile_finetuning_job(ctx, str(namespace), name)
-
-    @kopf.timer(**resource("finetuningjobs"), interval=resync, idle=resync)
-    def finetuning_job_resync(namespace: str | None, name: str, **_: Any) -> None:
         reconcile_finetuning_job(ctx, str(namespace), name)
 
     # Validation and training Jobs report back through their status.
@@ -178,7 +175,9 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     def training_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         reconcile_finetuning_job(ctx, str(namespace), labels[LABEL_FINE_TUNING_JOB])
 
-    @kopf.on.delete(**resource("deployedmodels"))
+    # Only DeployedModels holding the finalizer: kopf then neither adds it to others nor
+    # takes it off these, and releases it once this handler succeeds.
+    @kopf.on.delete(**resource("deployedmodels"), when=holds_adapters)
     def deployed_model_deleted(body: kopf.Body, retry: int, **_: Any) -> None:
         problems = unload_deployed_model(ctx, dict(body))
         if not problems:

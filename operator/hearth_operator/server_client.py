@@ -1,4 +1,8 @@
-"""Calls from the operator to hearth-server replicas: load and unload LoRA adapters."""
+"""Calls from the operator to hearth-server replicas: load and unload LoRA adapters.
+
+Each Deployment's servers require its API token (``Authorization: Bearer``); the caller
+passes it from the Deployment's Secret.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,10 @@ def _url(pod_ip: str, port: int, path: str) -> str:
     return f"http://{pod_ip}:{port}{path}"
 
 
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -29,13 +37,20 @@ def _error_text(response: httpx.Response) -> str:
 
 
 def load_adapter(
-    pod_ip: str, port: int, lora_name: str, lora_path: str, *, timeout: float
+    pod_ip: str,
+    port: int,
+    lora_name: str,
+    lora_path: str,
+    *,
+    api_key: str | None,
+    timeout: float,
 ) -> CallResult:
     """POST /v1/load_lora_adapter; loading one that is already loaded counts as success."""
     try:
         response = httpx.post(
             _url(pod_ip, port, "/v1/load_lora_adapter"),
             json={"lora_name": lora_name, "lora_path": lora_path},
+            headers=_headers(api_key),
             timeout=timeout,
         )
     except httpx.HTTPError as error:
@@ -48,12 +63,15 @@ def load_adapter(
     return CallResult(False, f"HTTP {response.status_code}: {text}")
 
 
-def unload_adapter(pod_ip: str, port: int, lora_name: str, *, timeout: float) -> CallResult:
+def unload_adapter(
+    pod_ip: str, port: int, lora_name: str, *, api_key: str | None, timeout: float
+) -> CallResult:
     """POST /v1/unload_lora_adapter; an adapter the server does not have counts as unloaded."""
     try:
         response = httpx.post(
             _url(pod_ip, port, "/v1/unload_lora_adapter"),
             json={"lora_name": lora_name},
+            headers=_headers(api_key),
             timeout=timeout,
         )
     except httpx.HTTPError as error:

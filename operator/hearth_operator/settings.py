@@ -59,6 +59,9 @@ DEFAULT_ACCELERATORS: dict[str, AcceleratorPlacement] = {
 class Settings:
     #: The operator's own namespace; no account may take it.
     namespace: str = "hearth-system"
+    #: The operator's ServiceAccount (in ``namespace``): account namespaces bind it the
+    #: Secret access it needs there.
+    service_account: str = "hearth-operator"
     #: Namespaces to watch; empty means the whole cluster.
     watch_namespaces: tuple[str, ...] = ()
     #: Image and command of the model server container.
@@ -114,6 +117,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         values.update(loaded)
     simple = {
         "NAMESPACE": "namespace",
+        "SERVICE_ACCOUNT": "service_account",
         "SERVER_IMAGE": "server_image",
         "TRAINER_IMAGE": "trainer_image",
         "PVC_MOUNT_ROOT": "pvc_mount_root",

@@ -6,6 +6,11 @@ tests can see what the operator asked of each replica. It loads no model, so com
 tests stay fast; the end-to-end test runs the real server. A model URI containing
 ``crash`` makes it exit at start, and an adapter path containing ``broken`` is refused,
 to drive the operator's failure paths.
+
+Like hearth-server, it requires ``$HEARTH_SERVER_API_KEY`` (when set) as a bearer token
+on every route but /health, and records a refused call as ``"call": "refused"``.
+``POST /test/kill-engine`` makes /health answer 503 for good while the process stays up
+(as a server whose engine died would, if it did not exit), for the liveness probe to find.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 loaded: set[str] = set()
+engine_dead = False
 
 
 def record(entry: dict[str, str]) -> None:
@@ -37,17 +43,33 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def authorized(self) -> bool:
+        key = os.environ.get("HEARTH_SERVER_API_KEY")
+        return not key or self.headers.get("Authorization") == f"Bearer {key}"
+
     def do_GET(self) -> None:
         if self.path == "/health":
-            self.reply(200, {"status": "ok"})
+            if engine_dead:
+                self.reply(503, {"error": {"message": "engine failed: killed by the test"}})
+            else:
+                self.reply(200, {"status": "ok"})
+        elif not self.authorized():
+            self.reply(401, {"error": {"message": "invalid API key"}})
         elif self.path == "/v1/models":
             self.reply(200, {"data": [{"id": name} for name in sorted(loaded)]})
         else:
             self.reply(404, {"error": {"message": "not found"}})
 
     def do_POST(self) -> None:
+        global engine_dead
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-        if self.path == "/v1/load_lora_adapter":
+        if not self.authorized():
+            record({"call": "refused", "path": self.path})
+            self.reply(401, {"error": {"message": "invalid API key"}})
+        elif self.path == "/test/kill-engine":
+            engine_dead = True
+            self.reply(200, {"status": "engine dead"})
+        elif self.path == "/v1/load_lora_adapter":
             record({"call": "load", **body})
             if "broken" in body.get("lora_path", ""):
                 self.reply(400, {"error": {"message": "adapter_config.json is missing"}})

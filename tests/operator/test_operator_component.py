@@ -7,6 +7,7 @@ the end-to-end test runs the real server.
 from __future__ import annotations
 
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import generate_latest
 
@@ -398,3 +399,182 @@ def test_cross_object_rules_of_deployed_models(cluster, kubelet):
         )
         assert "adapter_config.json is missing" in failed["status"]["message"]
         assert failed["status"]["replicas"][0]["state"] == "FAILED"
+
+
+@pytest.mark.slow  # the kubelet runs the stub server as real processes
+def test_servers_require_the_deployment_token_and_the_operator_sends_it(cluster, kubelet):
+    import httpx
+
+    from hearth_operator.planning.deployment import api_key_from_secret
+
+    with cluster.operator():
+        cluster.apply(ACCOUNT)
+        cluster.wait_state("Account", "acme", "READY", namespace=None)
+        # The operator reads and creates Secrets only where the account grants it.
+        binding = cluster.wait("RoleBinding", "hearth-operator-secrets", lambda b: True)
+        assert binding["roleRef"]["name"] == "hearth-operator-secrets"
+        cluster.apply(BASE)
+        cluster.apply(ADDON)
+        cluster.apply(deployment())
+        cluster.wait_state("Deployment", "d1", "READY")
+        secret = cluster.get("Secret", "d1-api-key")
+        token = api_key_from_secret(secret)
+        assert token is not None and len(token) >= 43  # 256 random bits, URL-safe base64
+        assert secret["metadata"]["ownerReferences"][0]["name"] == "d1"
+        pod = cluster.pods("d1")[0]
+        assert token not in str(pod["spec"])
+        url = f"http://{pod['status']['podIP']}:8000"
+        assert httpx.get(f"{url}/v1/models", timeout=5).status_code == 401
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+        # Adapter calls carry the token: the stub refuses any call without it.
+        cluster.apply(
+            {
+                "apiVersion": "hearth.dev/v1alpha1",
+                "kind": "DeployedModel",
+                "metadata": {"name": "pirate-d1", "namespace": "acme"},
+                "spec": {"model": "pirate", "deployment": "d1"},
+            }
+        )
+        cluster.wait_state("DeployedModel", "pirate-d1", "DEPLOYED")
+        cluster.kube.delete("DeployedModel", "pirate-d1", "acme")
+        eventually(lambda: cluster.get("DeployedModel", "pirate-d1") is None, timeout=60)
+        calls = [c["call"] for c in cluster.adapter_calls()]
+        assert calls == ["load", "unload"]
+        # A resync never rotates the token (the running servers hold it).
+        cluster.kube.merge_patch("Deployment", "d1", "acme", {"spec": {"maxPeftRank": 32}})
+        cluster.wait(
+            "Deployment",
+            "d1",
+            lambda d: d["status"]["observedGeneration"] == 2 and d["status"]["state"] == "READY",
+        )
+        assert api_key_from_secret(cluster.get("Secret", "d1-api-key")) == token
+
+
+@pytest.mark.slow  # the kubelet runs the stub server as real processes
+def test_a_server_whose_engine_died_is_replaced_through_the_liveness_probe(cluster, tmp_path):
+    import httpx
+
+    from hearth_operator.planning.deployment import api_key_from_secret
+    from tests.harness.kubelet import ProcessKubelet
+
+    # Probe periods capped at 1 s: the same thresholds, decided sooner.
+    with (
+        ProcessKubelet(
+            cluster.api, log_dir=tmp_path / "pod-logs", backoff_max=1.0, probe_period_cap=1.0
+        ),
+        cluster.operator(),
+    ):
+        cluster.apply(ACCOUNT)
+        cluster.wait_state("Account", "acme", "READY", namespace=None)
+        cluster.apply(BASE)
+        cluster.apply(deployment())
+        cluster.wait_state("Deployment", "d1", "READY")
+        pod = cluster.pods("d1")[0]
+        token = api_key_from_secret(cluster.get("Secret", "d1-api-key"))
+        killed = httpx.post(
+            f"http://{pod['status']['podIP']}:8000/test/kill-engine",
+            json={},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert killed.status_code == 200
+        # The process stays up answering 503: only the liveness probe can replace it.
+        restarted = cluster.wait(
+            "Pod",
+            pod["metadata"]["name"],
+            lambda p: (
+                p["status"]["containerStatuses"][0]["restartCount"] >= 1
+                and condition(p, "Ready")["status"] == "True"
+            ),
+        )
+        assert restarted["metadata"]["uid"] == pod["metadata"]["uid"]  # same pod, new container
+        # Killed (SIGKILL) by the kubelet, not exited by itself.
+        last = restarted["status"]["containerStatuses"][0]["lastState"]["terminated"]
+        assert last["exitCode"] == 137, last
+        cluster.wait(
+            "Deployment",
+            "d1",
+            lambda d: (
+                d["status"]["state"] == "READY"
+                and d["status"]["replicaStats"]["readyReplicaCount"] == 1
+            ),
+        )
+        assert (
+            httpx.get(f"http://{pod['status']['podIP']}:8000/health", timeout=5).status_code == 200
+        )
+
+
+@pytest.mark.slow  # the kubelet runs the stub server as real processes
+def test_deletion_waits_for_the_operator_only_where_an_adapter_is_loaded(cluster, kubelet):
+    with cluster.operator():
+        cluster.apply(ACCOUNT)
+        cluster.wait_state("Account", "acme", "READY", namespace=None)
+        cluster.apply(BASE)
+        cluster.apply(ADDON)
+        cluster.apply(deployment())
+        cluster.wait_state("Deployment", "d1", "READY")
+        cluster.apply(
+            {
+                "apiVersion": "hearth.dev/v1alpha1",
+                "kind": "DeployedModel",
+                "metadata": {"name": "pirate-d1", "namespace": "acme"},
+                "spec": {"model": "pirate", "deployment": "d1"},
+            }
+        )
+        cluster.wait_state("DeployedModel", "pirate-d1", "DEPLOYED")
+        base_dm = next(
+            d["metadata"]["name"]
+            for d in cluster.kube.list("DeployedModel", "acme")
+            if d["spec"]["model"] == "smollm2"
+        )
+        cluster.wait_state("DeployedModel", base_dm, "DEPLOYED")
+        # Let a resync pass run over everything (it used to be a timer per object).
+        cluster.wait(
+            "Account", "acme", lambda a: a["status"]["usage"]["deployments"] == 1, namespace=None
+        )
+        finalizers = {
+            (kind, name): (cluster.get(kind, name, namespace) or {})["metadata"].get("finalizers")
+            for kind, name, namespace in [
+                ("Account", "acme", None),
+                ("Model", "smollm2", "acme"),
+                ("Model", "pirate", "acme"),
+                ("Deployment", "d1", "acme"),
+                ("DeployedModel", base_dm, "acme"),
+                ("DeployedModel", "pirate-d1", "acme"),
+            ]
+        }
+        assert finalizers == {
+            **{key: None for key in finalizers},
+            ("DeployedModel", "pirate-d1"): ["hearth.dev/unload-adapters"],
+        }
+    # The operator is down (or uninstalled): deleting the account still cascades.
+    cluster.kube.delete("Account", "acme")
+    eventually(lambda: cluster.get("Account", "acme", None) is None, timeout=30)
+    eventually(
+        lambda: (
+            not cluster.kube.list("Deployment", "acme")
+            and not cluster.kube.list("Model", "acme")
+            and not cluster.kube.list("Pod", "acme")
+        ),
+        timeout=60,
+    )
+    # Only the DeployedModel whose adapter was loaded waits, for its unload.
+    remaining = cluster.kube.list("DeployedModel", "acme")
+    assert [d["metadata"]["name"] for d in remaining] == ["pirate-d1"]
+    assert remaining[0]["metadata"].get("deletionTimestamp")
+    assert cluster.get("Namespace", "acme", None)["status"]["phase"] == "Terminating"
+    with cluster.operator():
+        # Its replicas are gone, so there is nothing left to unload: it is released.
+        eventually(lambda: cluster.get("DeployedModel", "pirate-d1") is None, timeout=60)
+        eventually(lambda: cluster.get("Namespace", "acme", None) is None, timeout=60)
+
+
+def test_finalizers_left_by_an_older_operator_are_removed(cluster):
+    cluster.apply(ACCOUNT)
+    model = yaml.safe_load(BASE)
+    model["metadata"]["finalizers"] = ["hearth.dev/unload-adapters"]
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "acme"}})
+    cluster.apply(model)
+    with cluster.operator():
+        cluster.wait_state("Model", "smollm2", "READY")
+        cluster.wait("Model", "smollm2", lambda m: not m["metadata"].get("finalizers"))

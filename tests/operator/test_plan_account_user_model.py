@@ -248,7 +248,7 @@ def test_operator_manifests_are_fresh_and_valid():
             kubernetes_validate.validate(document, "1.35.0", strict=True)
 
 
-def test_operator_may_bind_exactly_the_account_roles():
+def test_operator_may_bind_exactly_the_account_roles_and_its_secret_access():
     from hearth_operator.manifests import operator_rules
 
     bind = [r for r in operator_rules() if "bind" in r["verbs"]]
@@ -262,8 +262,40 @@ def test_operator_may_bind_exactly_the_account_roles():
                 "hearth-user",
                 "hearth-contributor",
                 "hearth-inference-user",
+                "hearth-operator-secrets",
             ],
         }
     ]
     # No wildcard anywhere: least privilege.
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in operator_rules())
+
+
+def test_secrets_are_granted_only_in_account_namespaces():
+    from hearth_operator.manifests import operator_rbac, operator_rules
+
+    # Cluster-wide, the operator cannot touch a Secret.
+    assert not [r for r in operator_rules() if "secrets" in r["resources"]]
+    roles = {o["metadata"]["name"]: o for o in operator_rbac() if o["kind"] == "ClusterRole"}
+    assert roles["hearth-operator-secrets"]["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]}
+    ]
+    bindings = [o for o in operator_rbac() if o["kind"] == "ClusterRoleBinding"]
+    assert [b["roleRef"]["name"] for b in bindings] == ["hearth-operator"]
+    # Each account namespace binds that role to the operator's ServiceAccount.
+    settings = Settings(namespace="ops", service_account="op")
+    binding = by_kind(plan_account(account(), settings))["RoleBinding"]
+    assert binding["metadata"] == {
+        **binding["metadata"],
+        "name": "hearth-operator-secrets",
+        "namespace": "acme",
+    }
+    assert binding["metadata"]["ownerReferences"][0]["kind"] == "Account"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "hearth-operator-secrets",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "op", "namespace": "ops"}]
+    # The manifests' ServiceAccount is the one the settings name by default.
+    accounts = [o for o in operator_rbac() if o["kind"] == "ServiceAccount"]
+    assert accounts[0]["metadata"]["name"] == Settings().service_account

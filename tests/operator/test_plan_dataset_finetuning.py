@@ -4,8 +4,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from hearth.api import FineTuningJobSpec
+from hearth_operator.planning.common import Ref
 from hearth_operator.planning.dataset import plan_dataset, report_from_log
-from hearth_operator.planning.finetuning_job import FineTuningInputs, plan_finetuning_job
+from hearth_operator.planning.finetuning_job import (
+    FineTuningInputs,
+    log_source,
+    plan_finetuning_job,
+    running_elsewhere,
+    tuned_base_ref,
+)
 from hearth_operator.settings import Settings
 from tests.operator.factories import addon_model, base_model, stored, with_status
 
@@ -195,6 +203,50 @@ def test_warm_start_trains_on_the_addons_base():
     assert plan.create_workload is not None
     args = plan.create_workload["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--warm-start-from") + 1] == "pvc://artifacts/adapters/lora"
+
+
+def test_the_base_to_fetch_is_the_spec_s_or_the_warm_start_s():
+    spec = FineTuningJobSpec.model_validate(ftj()["spec"])
+    assert tuned_base_ref(spec, "acme", None) == Ref("acme", "smollm2")
+    warm_spec = FineTuningJobSpec.model_validate(
+        {"dataset": "chats", "warmStartFrom": "accounts/shared/models/lora"}
+    )
+    assert tuned_base_ref(warm_spec, "acme", None) is None  # not fetched yet
+    # The addon's base is resolved in the addon's account, not the job's.
+    shared = addon_model("lora", base="smollm2")
+    shared["metadata"]["namespace"] = "shared"
+    assert tuned_base_ref(warm_spec, "acme", shared) == Ref("shared", "smollm2")
+    # A warm start that is no addon has no base to fetch (check() then says NotAnAddon).
+    assert tuned_base_ref(warm_spec, "acme", base_model("lora")) is None
+
+
+def trainer_job(job, finished=None):
+    status = {"conditions": [{"type": finished, "status": "True"}]} if finished else {"active": 1}
+    labels = {"hearth.dev/fine-tuning-job": job}
+    return {"metadata": {"name": f"{job}-train", "labels": labels}, "status": status}
+
+
+def test_running_elsewhere_counts_other_unfinished_trainer_jobs():
+    jobs = [
+        trainer_job("tune"),  # this job's own trainer
+        trainer_job("a"),
+        trainer_job("b", finished="Complete"),
+        trainer_job("c", finished="Failed"),
+        trainer_job("d"),
+        {"metadata": {"name": "unrelated"}, "status": {"active": 1}},
+    ]
+    assert running_elsewhere(jobs, "tune") == 2
+
+
+def test_the_result_is_read_from_the_newest_pod_once_the_job_finished():
+    def trainer_pod(name, created):
+        return {"metadata": {"name": name, "creationTimestamp": created}}
+
+    pods = [trainer_pod("t-2", "2026-11-25T11:00:00Z"), trainer_pod("t-1", "2026-11-25T10:00:00Z")]
+    assert log_source(trainer_job("tune"), pods) is None  # still running
+    assert log_source(None, pods) is None
+    assert log_source(trainer_job("tune", finished="Failed"), pods) == "t-2"
+    assert log_source(trainer_job("tune", finished="Complete"), []) is None
 
 
 def workload(condition=None):

@@ -9,7 +9,9 @@ from hearth_operator.planning.deployed_model import (
     annotation_value,
     check,
     deployed_model_status,
+    finalizers_after,
     is_default,
+    label_patch,
     load_actions,
     unload_targets,
 )
@@ -245,3 +247,44 @@ def test_condition_transition_time_moves_only_on_flips():
     assert (
         again["conditions"][0]["lastTransitionTime"] == first["conditions"][0]["lastTransitionTime"]
     )
+
+
+def test_labels_name_the_model_and_deployment_and_are_patched_only_when_missing():
+    obj = dm()
+    wanted = label_patch(obj, addon_model())
+    assert wanted == {
+        "hearth.dev/model-account": "acme",
+        "hearth.dev/model": "lora",
+        "hearth.dev/deployment": "d1",
+        "hearth.dev/addon": "true",
+    }
+    obj["metadata"]["labels"] = {**wanted, "team": "x"}
+    assert label_patch(obj, addon_model()) is None
+    # Whether it is an addon is known once the model exists; a base model says "false".
+    assert label_patch(obj, base_model(name="lora"))["hearth.dev/addon"] == "false"
+    unknown = label_patch(dm(model="accounts/other/models/m"), None)
+    assert unknown is not None and "hearth.dev/addon" not in unknown
+    assert unknown["hearth.dev/model-account"] == "other"
+
+
+def test_finalizer_only_while_an_adapter_may_be_in_a_server():
+    obj = dm()
+    obj["metadata"]["finalizers"] = ["example.com/keep"]
+    fresh = [pod("p0")]
+    actions = load_actions(inputs(obj, pods=fresh), port=8000)
+    # Added before the first load (a deletion racing the load must still unload), keeping
+    # other controllers' finalizers.
+    assert finalizers_after(obj, fresh, actions) == [
+        "example.com/keep",
+        "hearth.dev/unload-adapters",
+    ]
+    obj["metadata"]["finalizers"] = ["example.com/keep", "hearth.dev/unload-adapters"]
+    holding = [pod("p0", annotations={"adapter.hearth.dev/lora-d1": "x.0"})]
+    assert finalizers_after(obj, holding, []) is None  # loaded: kept, nothing to write
+    # No live pod holds it any more (the deployment went, pods were replaced): released.
+    holding[0]["metadata"]["deletionTimestamp"] = "2026-11-25T12:00:00Z"
+    assert finalizers_after(obj, holding, []) == ["example.com/keep"]
+    # A base model (no adapter) or a refused addon never gets one.
+    base = dm("base-d1", model="smollm2")
+    assert finalizers_after(base, [pod("p0")], []) is None
+    assert "finalizers" not in base["metadata"]

@@ -8,6 +8,7 @@ from hearth.api import DeploymentSpec
 from hearth_operator.planning.common import resolve_ref
 from hearth_operator.planning.deployment import (
     DeploymentInputs,
+    api_key_from_secret,
     desired_replicas,
     plan_deployment,
     render_pod_template,
@@ -25,6 +26,7 @@ def deployment(name="d1", **spec):
 
 
 def inputs(dep, pods=(), base="default", **extra):
+    extra.setdefault("fresh_api_key", "fresh-token")
     return DeploymentInputs(
         deployment=dep,
         base_model=base_model() if base == "default" else base,
@@ -327,3 +329,69 @@ def test_deleting_deployment_reports_deleting():
     dep["metadata"]["deletionTimestamp"] = "2026-11-25T12:00:00Z"
     plan = plan_deployment(inputs(dep))
     assert plan.status["state"] == "DELETING" and plan.create == []
+    assert plan.api_key_secret is None and plan.base_deployed_model is None
+
+
+def probe_window(probe):
+    """Seconds of consecutive failures before the kubelet acts on a probe."""
+    return probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+
+
+def test_liveness_probe_replaces_a_dead_server_but_never_a_loading_one():
+    container = plan_deployment(inputs(deployment(minReplicaCount=1))).create[0]["spec"][
+        "containers"
+    ][0]
+    health = {"path": "/health", "port": 8000}
+    liveness, startup = container["livenessProbe"], container["startupProbe"]
+    # The server answers 503 on /health for good once its engine died: liveness sees that.
+    assert liveness["httpGet"] == health
+    # The kubelet runs no liveness check before the startup probe passed, and the startup
+    # probe allows a long load (30 minutes), so a loading model is never killed.
+    assert startup["httpGet"] == health
+    assert probe_window(startup) >= 30 * 60
+    # Once started, a short stall (a long prompt tokenised, a GC pause) is not a death.
+    assert probe_window(liveness) >= 30
+    assert liveness["timeoutSeconds"] >= 5
+    # Readiness reacts faster than liveness: traffic stops before the pod is replaced.
+    assert probe_window(container["readinessProbe"]) < probe_window(liveness)
+
+
+def test_api_key_secret_is_made_once_and_reaches_pods_by_reference():
+    dep = deployment(minReplicaCount=1)
+    plan = plan_deployment(inputs(dep, fresh_api_key="s3cret-token"))
+    secret = plan.api_key_secret
+    assert secret is not None
+    assert secret["metadata"]["name"] == "d1-api-key"
+    assert secret["metadata"]["namespace"] == "acme"
+    owner = secret["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("Deployment", "d1")
+    assert api_key_from_secret(secret) == "s3cret-token"
+    # Pods name the Secret; the token itself never appears in a pod spec.
+    pod_spec = plan.create[0]["spec"]
+    env = {e["name"]: e for e in pod_spec["containers"][0]["env"]}
+    assert env["HEARTH_SERVER_API_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "d1-api-key", "key": "api-key"}
+    }
+    assert "s3cret-token" not in str(plan.create)
+    # A resync that finds the Secret makes none (the token is never rotated), and the pod
+    # spec (hence the spec hash) does not depend on the token.
+    again = plan_deployment(inputs(dep, api_key_secret=secret, fresh_api_key="other"))
+    assert again.api_key_secret is None
+    assert again.create[0]["metadata"]["name"] == plan.create[0]["metadata"]["name"]
+    # Without a Secret and without a fresh token the planner refuses to guess.
+    with pytest.raises(ValueError, match="fresh_api_key"):
+        plan_deployment(inputs(dep, fresh_api_key=""))
+
+
+def test_base_model_is_deployed_with_the_deployment():
+    plan = plan_deployment(inputs(deployment(minReplicaCount=1)))
+    dm = plan.base_deployed_model
+    assert dm is not None
+    assert dm["spec"] == {"model": "smollm2", "deployment": "d1", "modelKind": "HF_BASE_MODEL"}
+    assert dm["metadata"]["name"].startswith("smollm2-") and len(dm["metadata"]["name"]) == 16
+    assert dm["metadata"]["ownerReferences"][0]["name"] == "d1"
+    # Stable per deployment: a second reconcile names the same object (a 409, not a twin).
+    assert plan_deployment(inputs(deployment(minReplicaCount=1))).base_deployed_model == dm
+    # Nothing is deployed while the base model cannot be served.
+    waiting = plan_deployment(inputs(deployment(minReplicaCount=1), base=base_model(ready=False)))
+    assert waiting.base_deployed_model is None

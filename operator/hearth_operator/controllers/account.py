@@ -11,6 +11,13 @@ from ..context import Context
 from ..kube import Obj
 from ..planning.account import account_status, account_usage, plan_account
 
+#: Top-level fields the reconcile keeps equal to the plan, by kind (labels and owners
+#: always): a bound PVC's spec is immutable, a RoleBinding has subjects, not a spec.
+KEPT_IN_LINE: dict[str, tuple[str, ...]] = {
+    "PersistentVolumeClaim": (),
+    "RoleBinding": ("subjects",),
+}
+
 
 def reconcile_account(ctx: Context, name: str) -> None:
     with ctx.reconciling("Account", name):
@@ -26,9 +33,7 @@ def reconcile_account(ctx: Context, name: str) -> None:
         namespace = ctx.kube.ensure(plan.namespace, fields=())
         kinds_present = {child["kind"] for child in plan.children}
         for child in plan.children:
-            # A PVC's spec is immutable once bound; only labels and owners are kept in line.
-            fields = () if child["kind"] == "PersistentVolumeClaim" else ("spec",)
-            ctx.kube.ensure(child, fields=fields)
+            ctx.kube.ensure(child, fields=KEPT_IN_LINE.get(child["kind"], ("spec",)))
         if "ResourceQuota" not in kinds_present:
             ctx.kube.delete("ResourceQuota", ACCOUNT_QUOTA_NAME, name)
         _write_status(ctx, account, namespace)

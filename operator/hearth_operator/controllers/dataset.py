@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from hearth.datasets import check_format, validate_lines
 
+from ..constants import LABEL_DATASET
 from ..context import Context
-from ..planning.dataset import LABEL_DATASET, is_settled, plan_dataset, validation_job_name
+from ..planning.dataset import is_settled, plan_dataset, validation_job_name
 from ..planning.workloads import job_finished
 
 

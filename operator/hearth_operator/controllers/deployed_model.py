@@ -8,6 +8,7 @@ from ..constants import (
     LABEL_MODEL,
     LABEL_MODEL_ACCOUNT,
     adapter_annotation,
+    api_key_secret_name,
 )
 from ..context import Context, log
 from ..kube import Obj
@@ -17,11 +18,14 @@ from ..planning.deployed_model import (
     check,
     deployed_model_status,
     deployment_ref,
+    finalizers_after,
+    label_patch,
     load_actions,
     model_ref,
     served_name,
     unload_targets,
 )
+from ..planning.deployment import api_key_from_secret
 from ..server_client import load_adapter, unload_adapter
 
 
@@ -30,27 +34,30 @@ class AdapterLoadFailed(Exception):
 
 
 def _ensure_labels(ctx: Context, dm: Obj, model: Obj | None) -> None:
-    """Labels that let Models and Deployments find their DeployedModels with a selector."""
+    labels = label_patch(dm, model)
+    if labels is None:
+        return
     metadata = dm["metadata"]
-    try:
-        m_ref, d_ref = model_ref(dm), deployment_ref(dm)
-    except ValueError:
-        return
-    wanted = {
-        LABEL_MODEL_ACCOUNT: m_ref.namespace,
-        LABEL_MODEL: m_ref.name,
-        LABEL_DEPLOYMENT: d_ref.name,
-    }
-    if model is not None:
-        kind = (model.get("spec") or {}).get("kind", "HF_PEFT_ADDON")
-        wanted[LABEL_ADDON] = "true" if kind == "HF_PEFT_ADDON" else "false"
-    labels = metadata.get("labels") or {}
-    if all(labels.get(k) == v for k, v in wanted.items()):
-        return
-    ctx.kube.merge_patch(
-        "DeployedModel", metadata["name"], metadata["namespace"], {"metadata": {"labels": wanted}}
+    updated = ctx.kube.merge_patch(
+        "DeployedModel", metadata["name"], metadata["namespace"], {"metadata": {"labels": labels}}
     )
-    metadata["labels"] = {**labels, **wanted}
+    metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+    metadata["resourceVersion"] = updated["metadata"]["resourceVersion"]
+
+
+def _set_finalizers(ctx: Context, dm: Obj, finalizers: list[str]) -> None:
+    """Replace the finalizer list, failing (409) if the object changed since it was read,
+    so another controller's finalizer is never dropped by a stale write."""
+    metadata = dm["metadata"]
+    patch = {"metadata": {"finalizers": finalizers, "resourceVersion": metadata["resourceVersion"]}}
+    updated = ctx.kube.merge_patch("DeployedModel", metadata["name"], metadata["namespace"], patch)
+    metadata["finalizers"] = finalizers
+    metadata["resourceVersion"] = updated["metadata"]["resourceVersion"]
+
+
+def server_api_key(ctx: Context, namespace: str, deployment: str) -> str | None:
+    """The token the Deployment's servers require, from its Secret (None: no Secret)."""
+    return api_key_from_secret(ctx.kube.get("Secret", api_key_secret_name(deployment), namespace))
 
 
 def gather(ctx: Context, dm: Obj) -> DeployedModelInputs:
@@ -92,32 +99,39 @@ def reconcile_deployed_model(ctx: Context, namespace: str, name: str) -> None:
             return
         inputs = gather(ctx, dm)
         verdict = check(inputs)
+        actions = (
+            load_actions(inputs, ctx.settings.server_port)
+            if verdict.ok and verdict.is_addon
+            else []
+        )
+        finalizers = finalizers_after(dm, inputs.pods, actions)
+        if finalizers is not None:
+            _set_finalizers(ctx, dm, finalizers)
         failures: dict[str, str] = {}
-        if verdict.ok and verdict.is_addon:
-            for action in load_actions(inputs, ctx.settings.server_port):
-                result = load_adapter(
-                    action.pod_ip,
-                    ctx.settings.server_port,
-                    action.lora_name,
-                    action.lora_path,
-                    timeout=ctx.settings.adapter_load_timeout,
-                )
-                ctx.metrics.adapter_loads.labels("ok" if result.ok else "error").inc()
-                if not result.ok:
-                    failures[action.pod] = result.message
-                    continue
-                ctx.kube.merge_patch(
-                    "Pod",
-                    action.pod,
-                    namespace,
-                    {"metadata": {"annotations": {action.annotation: action.value}}},
-                )
-                for pod in inputs.pods:  # keep the local view in step for the status
-                    if pod["metadata"]["name"] == action.pod:
-                        pod["metadata"].setdefault("annotations", {})[action.annotation] = (
-                            action.value
-                        )
-                log.info("loaded %s into %s/%s", action.lora_name, namespace, action.pod)
+        api_key = server_api_key(ctx, namespace, deployment_ref(dm).name) if actions else None
+        for action in actions:
+            result = load_adapter(
+                action.pod_ip,
+                ctx.settings.server_port,
+                action.lora_name,
+                action.lora_path,
+                api_key=api_key,
+                timeout=ctx.settings.adapter_load_timeout,
+            )
+            ctx.metrics.adapter_loads.labels("ok" if result.ok else "error").inc()
+            if not result.ok:
+                failures[action.pod] = result.message
+                continue
+            ctx.kube.merge_patch(
+                "Pod",
+                action.pod,
+                namespace,
+                {"metadata": {"annotations": {action.annotation: action.value}}},
+            )
+            for pod in inputs.pods:  # keep the local view in step for the status
+                if pod["metadata"]["name"] == action.pod:
+                    pod["metadata"].setdefault("annotations", {})[action.annotation] = action.value
+            log.info("loaded %s into %s/%s", action.lora_name, namespace, action.pod)
         previous_state = (dm.get("status") or {}).get("state")
         status = deployed_model_status(inputs, verdict, failures=failures, now=ctx.clock())
         ctx.write_status(dm, status)
@@ -140,13 +154,16 @@ def unload_deployed_model(ctx: Context, dm: Obj) -> list[str]:
         except ValueError:
             return []
         pods = ctx.kube.list("Pod", namespace, labels={LABEL_DEPLOYMENT: d_ref.name})
+        targets = unload_targets(dm, pods)
+        api_key = server_api_key(ctx, namespace, d_ref.name) if targets else None
         annotation = adapter_annotation(metadata["name"])
         problems = []
-        for pod_name, pod_ip in unload_targets(dm, pods):
+        for pod_name, pod_ip in targets:
             result = unload_adapter(
                 pod_ip,
                 ctx.settings.server_port,
                 lora_name,
+                api_key=api_key,
                 timeout=ctx.settings.adapter_load_timeout,
             )
             if not result.ok:

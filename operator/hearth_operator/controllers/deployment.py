@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import secrets
 
-from ..constants import LABEL_ACCOUNT, LABEL_COMPONENT, LABEL_DEPLOYMENT, short_hash
+from ..constants import LABEL_ACCOUNT, LABEL_COMPONENT, LABEL_DEPLOYMENT, api_key_secret_name
 from ..context import Context, log
-from ..kube import Obj
-from ..planning.common import owner_reference, resolve_ref
+from ..planning.common import resolve_ref
 from ..planning.deployment import DeploymentInputs, plan_deployment
 
 
@@ -17,12 +16,12 @@ def reconcile_deployment(ctx: Context, namespace: str, name: str) -> None:
         if deployment is None:
             return
         spec = deployment.get("spec") or {}
-        base = None
         try:
             ref = resolve_ref(spec.get("baseModel", ""), "models", namespace)
-            base = ctx.kube.get("Model", ref.name, ref.namespace)
         except ValueError:
-            ref = None
+            base = None  # the planner reports the invalid reference
+        else:
+            base = ctx.kube.get("Model", ref.name, ref.namespace)
         account = ctx.kube.get("Account", namespace)
         quota = ((account or {}).get("spec") or {}).get("quota") or {}
         # The account's other pods and deployments matter only for quota checks; listing
@@ -41,6 +40,7 @@ def reconcile_deployment(ctx: Context, namespace: str, name: str) -> None:
             siblings = [
                 d for d in ctx.kube.list("Deployment", namespace) if d["metadata"]["name"] != name
             ]
+        secret = ctx.kube.get("Secret", api_key_secret_name(name), namespace)
         plan = plan_deployment(
             DeploymentInputs(
                 deployment=deployment,
@@ -51,8 +51,15 @@ def reconcile_deployment(ctx: Context, namespace: str, name: str) -> None:
                 account=account,
                 siblings=siblings,
                 other_pods=others,
+                api_key_secret=secret,
+                # 256 random bits; stored once, so the servers' token never changes under
+                # them (a resync finds the Secret and draws nothing).
+                fresh_api_key="" if secret is not None else secrets.token_urlsafe(32),
             )
         )
+        # The Secret first: pods refer to it and would wait for it.
+        if plan.api_key_secret is not None and ctx.kube.create_if_missing(plan.api_key_secret):
+            log.info("deployment %s/%s: created its API-key Secret", namespace, name)
         if plan.service is not None:
             ctx.kube.ensure(plan.service)
         for pod_name in plan.delete:
@@ -66,33 +73,5 @@ def reconcile_deployment(ctx: Context, namespace: str, name: str) -> None:
         for type_, reason, message in plan.events:
             ctx.event(deployment, type_, reason, message)
         ctx.write_status(deployment, plan.status)
-        if ref is not None and base is not None and plan.service is not None:
-            _ensure_base_deployed_model(ctx, deployment, spec.get("baseModel", ""), ref.name)
-
-
-def base_deployed_model_name(model_id: str, namespace: str, deployment: str) -> str:
-    """Fireworks' auto IDs look like ``<model>-<8 chars>``; ours is stable per deployment."""
-    return f"{model_id[:50]}-{short_hash(namespace, deployment, length=8)}"
-
-
-def _ensure_base_deployed_model(
-    ctx: Context, deployment: Obj, base_model: str, model_id: str
-) -> None:
-    """Creating a Deployment deploys its base model (Fireworks' auto-deploy)."""
-    metadata = deployment["metadata"]
-    body: dict[str, Any] = {
-        "apiVersion": "hearth.dev/v1alpha1",
-        "kind": "DeployedModel",
-        "metadata": {
-            "name": base_deployed_model_name(model_id, metadata["namespace"], metadata["name"]),
-            "namespace": metadata["namespace"],
-            "labels": {LABEL_DEPLOYMENT: metadata["name"]},
-            "ownerReferences": [owner_reference(deployment)],
-        },
-        "spec": {
-            "model": base_model,
-            "deployment": metadata["name"],
-            "modelKind": "HF_BASE_MODEL",
-        },
-    }
-    ctx.kube.create_if_missing(body)
+        if plan.base_deployed_model is not None:
+            ctx.kube.create_if_missing(plan.base_deployed_model)

@@ -6,16 +6,18 @@ from typing import Any
 
 from hearth.api import FineTuningJobSpec
 
+from ..constants import LABEL_FINE_TUNING_JOB
 from ..context import Context, log
 from ..planning.common import resolve_ref
 from ..planning.finetuning_job import (
-    LABEL_FINE_TUNING_JOB,
     FineTuningInputs,
+    log_source,
     output_model_id,
     plan_finetuning_job,
+    running_elsewhere,
+    tuned_base_ref,
     workload_name,
 )
-from ..planning.workloads import job_finished
 
 
 def _get_ref(ctx: Context, value: str | None, collection: str, kind: str, namespace: str) -> Any:
@@ -32,26 +34,11 @@ def reconcile_finetuning_job(ctx: Context, namespace: str, name: str) -> None:
             return
         spec = FineTuningJobSpec.model_validate(job.get("spec") or {})
         warm = _get_ref(ctx, spec.warm_start_from, "models", "Model", namespace)
-        base_value = spec.base_model
-        if warm is not None and not base_value:
-            base_ns = warm["metadata"]["namespace"]
-            base_value = resolve_ref(
-                warm["spec"]["peftDetails"]["baseModel"], "models", base_ns
-            ).full_name("models")
+        base_ref = tuned_base_ref(spec, namespace, warm)
         workload = ctx.kube.get("Job", workload_name(name), namespace)
         pods = ctx.kube.list("Pod", namespace, labels={LABEL_FINE_TUNING_JOB: name})
-        trainer_log = None
-        if workload is not None and job_finished(workload) is not None:
-            newest = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
-            if newest:
-                trainer_log = ctx.kube.read_log(newest[-1]["metadata"]["name"], namespace)
-        running = [
-            j
-            for j in ctx.kube.list("Job", namespace)
-            if LABEL_FINE_TUNING_JOB in (j["metadata"].get("labels") or {})
-            and j["metadata"]["name"] != workload_name(name)
-            and job_finished(j) is None
-        ]
+        log_pod = log_source(workload, pods)
+        trainer_log = ctx.kube.read_log(log_pod, namespace) if log_pod else None
         plan = plan_finetuning_job(
             FineTuningInputs(
                 job=job,
@@ -61,14 +48,16 @@ def reconcile_finetuning_job(ctx: Context, namespace: str, name: str) -> None:
                 evaluation_dataset=_get_ref(
                     ctx, spec.evaluation_dataset, "datasets", "Dataset", namespace
                 ),
-                base_model=_get_ref(ctx, base_value, "models", "Model", namespace),
+                base_model=(
+                    ctx.kube.get("Model", base_ref.name, base_ref.namespace) if base_ref else None
+                ),
                 warm_start=warm,
                 workload=workload,
                 pods=pods,
                 log=trainer_log,
                 output_model=ctx.kube.get("Model", output_model_id(job), namespace),
                 account=ctx.kube.get("Account", namespace),
-                running_elsewhere=len(running),
+                running_elsewhere=running_elsewhere(ctx.kube.list("Job", namespace), name),
             )
         )
         if plan.create_workload is not None:

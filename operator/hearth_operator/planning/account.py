@@ -1,4 +1,5 @@
-"""Account -> Namespace, ResourceQuota, NetworkPolicy, artifact PVC; usage and status."""
+"""Account -> Namespace, ResourceQuota, NetworkPolicy, artifact PVC, the operator's
+Secret access; usage and status."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from ..constants import (
     ACCOUNT_ARTIFACT_CLAIM,
     ACCOUNT_NETWORK_POLICY_NAME,
     ACCOUNT_QUOTA_NAME,
+    ANNOTATION_ACCELERATOR_TYPE,
     LABEL_ACCOUNT,
     LABEL_NAME,
     LABEL_PART_OF,
+    OPERATOR_SECRETS_ROLE,
     SERVER_APP,
 )
 from ..settings import Settings
@@ -117,7 +120,34 @@ def plan_account(account: Obj, settings: Settings) -> AccountPlan:
     children.append(
         child("v1", "PersistentVolumeClaim", ACCOUNT_ARTIFACT_CLAIM, {"spec": claim_spec})
     )
+    children.append(
+        child(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            OPERATOR_SECRETS_ROLE,
+            secrets_access(settings),
+        )
+    )
     return AccountPlan(namespace=namespace, children=children)
+
+
+def secrets_access(settings: Settings) -> dict[str, Any]:
+    """The operator may read and create Secrets (Deployments' API tokens) in account
+    namespaces only: its ClusterRole has no Secret rule, this RoleBinding grants it here."""
+    return {
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": OPERATOR_SECRETS_ROLE,
+        },
+        "subjects": [
+            {
+                "kind": "ServiceAccount",
+                "name": settings.service_account,
+                "namespace": settings.namespace,
+            }
+        ],
+    }
 
 
 @dataclass(frozen=True)
@@ -140,7 +170,7 @@ class Usage:
 
 def gpus_of_pod(pod: Obj) -> tuple[str | None, int]:
     """(acceleratorType, GPUs requested) of one of our pods."""
-    accelerator = pod.get("metadata", {}).get("annotations", {}).get("hearth.dev/accelerator-type")
+    accelerator = pod.get("metadata", {}).get("annotations", {}).get(ANNOTATION_ACCELERATOR_TYPE)
     total = 0
     for container in pod.get("spec", {}).get("containers", []):
         requests = (container.get("resources") or {}).get("requests") or {}

@@ -14,12 +14,11 @@ from typing import Any
 from hearth.api import DatasetState
 
 from ..conditions import Cond, set_conditions
-from ..constants import LABEL_ACCOUNT
+from ..constants import LABEL_ACCOUNT, LABEL_DATASET
 from ..settings import Settings
 from .common import Obj, managed_labels, owner_reference
 from .workloads import job_finished, last_json_object, pvc_volumes
 
-LABEL_DATASET = "hearth.dev/dataset"
 MAX_ERRORS = 20
 
 

@@ -4,6 +4,10 @@ Loading is recorded on each pod as an annotation ``adapter.hearth.dev/<deployed 
 whose value names what was loaded and the container's restart count, so a retried
 reconcile does not load twice and a restarted server (which forgot its adapters) gets
 them again.
+
+While a live pod records the adapter (or a load is about to happen) the DeployedModel
+carries the finalizer ``hearth.dev/unload-adapters``, and only then: its deletion waits
+for the unload, and nothing else in Hearth blocks a deletion.
 """
 
 from __future__ import annotations
@@ -15,7 +19,15 @@ from typing import Any
 from hearth.api import DeployedModelState, DeploymentSpec, ModelKind, ModelState
 
 from ..conditions import Cond, set_conditions
-from ..constants import adapter_annotation, short_hash
+from ..constants import (
+    FINALIZER_ADAPTERS,
+    LABEL_ADDON,
+    LABEL_DEPLOYMENT,
+    LABEL_MODEL,
+    LABEL_MODEL_ACCOUNT,
+    adapter_annotation,
+    short_hash,
+)
 from .common import (
     Obj,
     Ref,
@@ -82,6 +94,26 @@ def served_name(dm: Obj) -> str:
 def _is_addon(model: Obj) -> bool:
     kind = (model.get("spec") or {}).get("kind", ModelKind.HF_PEFT_ADDON.value)
     return bool(kind == ModelKind.HF_PEFT_ADDON.value)
+
+
+def label_patch(dm: Obj, model: Obj | None) -> dict[str, str] | None:
+    """Labels that let Models and Deployments find their DeployedModels with a selector
+    (and tell addons from bases); None when they are in place or the refs are invalid."""
+    try:
+        m_ref, d_ref = model_ref(dm), deployment_ref(dm)
+    except ValueError:
+        return None
+    wanted = {
+        LABEL_MODEL_ACCOUNT: m_ref.namespace,
+        LABEL_MODEL: m_ref.name,
+        LABEL_DEPLOYMENT: d_ref.name,
+    }
+    if model is not None:
+        wanted[LABEL_ADDON] = "true" if _is_addon(model) else "false"
+    labels = dm["metadata"].get("labels") or {}
+    if all(labels.get(key) == value for key, value in wanted.items()):
+        return None
+    return wanted
 
 
 def check(inputs: DeployedModelInputs) -> Verdict:
@@ -249,6 +281,22 @@ def load_actions(inputs: DeployedModelInputs, port: int) -> list[LoadAction]:
             LoadAction(pod["metadata"]["name"], pod_ip, lora_name, lora_path, key, wanted)
         )
     return actions
+
+
+def finalizers_after(dm: Obj, pods: list[Obj], actions: list[LoadAction]) -> list[str] | None:
+    """The DeployedModel's finalizers for this round, or None when they stay as they are.
+
+    It holds ``FINALIZER_ADAPTERS`` exactly while an adapter may be loaded in a running
+    server: from before the first load (so a deletion racing the load still unloads)
+    until no live pod records one. Other finalizers are kept.
+    """
+    finalizers = list(dm["metadata"].get("finalizers") or [])
+    needed = bool(actions) or bool(unload_targets(dm, pods))
+    if needed == (FINALIZER_ADAPTERS in finalizers):
+        return None
+    if needed:
+        return [*finalizers, FINALIZER_ADAPTERS]
+    return [f for f in finalizers if f != FINALIZER_ADAPTERS]
 
 
 def unload_targets(dm: Obj, pods: list[Obj]) -> list[tuple[str, str]]:

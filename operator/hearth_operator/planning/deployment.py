@@ -8,6 +8,7 @@ a retried or concurrent reconcile cannot start a replica twice.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,17 +16,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hearth.api import DeploymentSpec, DeploymentState, ModelKind, ModelState
+from hearth.api import API_VERSION, DeploymentSpec, DeploymentState, ModelKind, ModelState
 from hearth.api.account import AccountSpec
 
 from ..conditions import Cond, set_conditions
 from ..constants import (
+    ANNOTATION_ACCELERATOR_TYPE,
+    API_KEY_SECRET_KEY,
     LABEL_ACCOUNT,
     LABEL_COMPONENT,
     LABEL_DEPLOYMENT,
     LABEL_NAME,
     LABEL_SPEC_HASH,
+    SERVER_API_KEY_ENV,
     SERVER_APP,
+    api_key_secret_name,
     short_hash,
 )
 from ..settings import Settings
@@ -58,11 +63,20 @@ class DeploymentInputs:
     siblings: list[Obj] = field(default_factory=list)
     #: Pods of the account that are not this deployment's (for the GPU quota).
     other_pods: list[Obj] = field(default_factory=list)
+    #: The Deployment's API-key Secret, if it exists.
+    api_key_secret: Obj | None = None
+    #: A fresh random token, used only when the Secret does not exist yet (the planner
+    #: draws no randomness itself; the token is never rotated once stored).
+    fresh_api_key: str = ""
 
 
 @dataclass
 class DeploymentPlan:
+    #: The API-key Secret to create (only when none exists).
+    api_key_secret: Obj | None = None
     service: Obj | None = None
+    #: The DeployedModel of the base model (Fireworks' auto-deploy), created if missing.
+    base_deployed_model: Obj | None = None
     create: list[Obj] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +108,13 @@ def service_name(deployment: str) -> str:
 
 def selector_labels(deployment: str) -> dict[str, str]:
     return {LABEL_NAME: SERVER_APP, LABEL_DEPLOYMENT: deployment}
+
+
+#: Up to 30 minutes to load the model (period x failureThreshold).
+STARTUP_PROBE = {"periodSeconds": 2, "failureThreshold": 900}
+#: A server whose /health fails for 30 s in a row (or stalls past 5 s each time) is
+#: restarted; a busy but healthy server answers /health from its event loop at once.
+LIVENESS_PROBE = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
 
 
 def render_pod_template(
@@ -130,6 +151,17 @@ def render_pod_template(
         # hearth-server listens on POD_IP when it is set (a real cluster gives every pod
         # its own IP; the test harness gives each one a loopback address).
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        # Every route but /health and /metrics requires this token; it comes from the
+        # Deployment's Secret, so it never appears in the pod spec.
+        {
+            "name": SERVER_API_KEY_ENV,
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": api_key_secret_name(metadata["name"]),
+                    "key": API_KEY_SECRET_KEY,
+                }
+            },
+        },
         {"name": "HEARTH_CACHE_DIR", "value": settings.model_cache_path},
         {"name": "HEARTH_PVC_ROOT", "value": settings.pvc_mount_root},
         *({"name": k, "value": v} for k, v in sorted(settings.server_env.items())),
@@ -155,12 +187,12 @@ def render_pod_template(
                 "resources": resources,
                 "volumeMounts": mounts,
                 "readinessProbe": {"httpGet": probe_get, "periodSeconds": 2, "failureThreshold": 3},
-                # Loading weights can take minutes; the startup probe holds liveness off.
-                "startupProbe": {
-                    "httpGet": probe_get,
-                    "periodSeconds": 2,
-                    "failureThreshold": 900,
-                },
+                # Loading weights can take minutes; the kubelet runs no liveness check until
+                # the startup probe has passed, so a long load is never killed.
+                "startupProbe": {"httpGet": probe_get, **STARTUP_PROBE},
+                # Once started, /health answers 503 for good when the engine has died; the
+                # liveness probe replaces such a server (it also exits by itself).
+                "livenessProbe": {"httpGet": probe_get, **LIVENESS_PROBE},
             }
         ],
         "volumes": volumes,
@@ -177,10 +209,63 @@ def render_pod_template(
                 **selector_labels(metadata["name"]),
                 **{LABEL_ACCOUNT: namespace, LABEL_COMPONENT: "model-server"},
             ),
-            "annotations": {"hearth.dev/accelerator-type": spec.accelerator_type.value},
+            "annotations": {ANNOTATION_ACCELERATOR_TYPE: spec.accelerator_type.value},
             "ownerReferences": [owner_reference(deployment)],
         },
         "spec": pod_spec,
+    }
+
+
+def render_api_key_secret(deployment: Obj, token: str) -> Obj:
+    """The Secret holding the token the Deployment's servers require (and the operator and
+    the gateway send); owned by the Deployment, so it goes with it."""
+    metadata = deployment["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": api_key_secret_name(metadata["name"]),
+            "namespace": metadata["namespace"],
+            "labels": managed_labels(**{LABEL_DEPLOYMENT: metadata["name"]}),
+            "ownerReferences": [owner_reference(deployment)],
+        },
+        "type": "Opaque",
+        "data": {API_KEY_SECRET_KEY: base64.b64encode(token.encode()).decode()},
+    }
+
+
+def api_key_from_secret(secret: Obj | None) -> str | None:
+    """The token in a Deployment's API-key Secret, or None when there is none."""
+    encoded = ((secret or {}).get("data") or {}).get(API_KEY_SECRET_KEY)
+    if not encoded:
+        return None
+    return base64.b64decode(encoded).decode()
+
+
+def base_deployed_model_name(model_id: str, namespace: str, deployment: str) -> str:
+    """Fireworks' auto IDs look like ``<model>-<8 chars>``; ours is stable per deployment."""
+    return f"{model_id[:50]}-{short_hash(namespace, deployment, length=8)}"
+
+
+def render_base_deployed_model(deployment: Obj, base_model: str, base_ref: Ref) -> Obj:
+    """Creating a Deployment deploys its base model (Fireworks' auto-deploy)."""
+    metadata = deployment["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "DeployedModel",
+        "metadata": {
+            "name": base_deployed_model_name(
+                base_ref.name, metadata["namespace"], metadata["name"]
+            ),
+            "namespace": metadata["namespace"],
+            "labels": {LABEL_DEPLOYMENT: metadata["name"]},
+            "ownerReferences": [owner_reference(deployment)],
+        },
+        "spec": {
+            "model": base_model,
+            "deployment": metadata["name"],
+            "modelKind": "HF_BASE_MODEL",
+        },
     }
 
 
@@ -390,6 +475,10 @@ def plan_deployment(inputs: DeploymentInputs) -> DeploymentPlan:
             "deployment is being deleted",
         )
         return plan
+    if inputs.api_key_secret is None:
+        if not inputs.fresh_api_key:
+            raise ValueError("fresh_api_key: required when the API-key Secret does not exist")
+        plan.api_key_secret = render_api_key_secret(deployment, inputs.fresh_api_key)
 
     try:
         spec = DeploymentSpec.model_validate(deployment.get("spec") or {})
@@ -410,6 +499,7 @@ def plan_deployment(inputs: DeploymentInputs) -> DeploymentPlan:
     assert inputs.base_model is not None
 
     plan.service = render_service(deployment, inputs.settings)
+    plan.base_deployed_model = render_base_deployed_model(deployment, spec.base_model, base_ref)
     template = render_pod_template(deployment, spec, inputs.base_model, base_ref, inputs.settings)
     spec_hash = template_hash(template)
 

@@ -12,10 +12,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from hearth.api import DatasetState, FineTuningJobSpec, JobState, ModelKind, ModelState
+from hearth.api import (
+    API_VERSION,
+    DatasetState,
+    FineTuningJobSpec,
+    JobState,
+    ModelKind,
+    ModelState,
+)
 
 from ..conditions import Cond, format_time, set_conditions
-from ..constants import ACCOUNT_ARTIFACT_CLAIM, LABEL_ACCOUNT
+from ..constants import (
+    ACCOUNT_ARTIFACT_CLAIM,
+    ANNOTATION_ACCELERATOR_TYPE,
+    LABEL_ACCOUNT,
+    LABEL_FINE_TUNING_JOB,
+)
 from ..settings import Settings
 from .common import Obj, Ref, is_terminating, managed_labels, owner_reference, resolve_ref
 from .workloads import (
@@ -26,7 +38,6 @@ from .workloads import (
     pvc_volumes,
 )
 
-LABEL_FINE_TUNING_JOB = "hearth.dev/fine-tuning-job"
 FINAL_STATES = {
     JobState.JOB_STATE_COMPLETED.value,
     JobState.JOB_STATE_EARLY_STOPPED.value,
@@ -170,13 +181,39 @@ def check(inputs: FineTuningInputs, spec: FineTuningJobSpec) -> tuple[str, str, 
     return None
 
 
-def base_model_ref(inputs: FineTuningInputs, spec: FineTuningJobSpec) -> Ref:
-    namespace = inputs.job["metadata"]["namespace"]
+def tuned_base_ref(spec: FineTuningJobSpec, namespace: str, warm_start: Obj | None) -> Ref | None:
+    """The base model a job tunes: ``baseModel``, or the base of the ``warmStartFrom`` addon
+    (the CRD requires exactly one); None while the warm start is missing or no addon."""
     if spec.base_model:
         return resolve_ref(spec.base_model, "models", namespace)
-    assert inputs.warm_start is not None
-    warm_ns = inputs.warm_start["metadata"]["namespace"]
-    return resolve_ref(inputs.warm_start["spec"]["peftDetails"]["baseModel"], "models", warm_ns)
+    if warm_start is None:
+        return None
+    peft = (warm_start.get("spec") or {}).get("peftDetails") or {}
+    try:
+        return resolve_ref(peft.get("baseModel", ""), "models", warm_start["metadata"]["namespace"])
+    except ValueError:
+        return None
+
+
+def log_source(workload: Obj | None, pods: list[Obj]) -> str | None:
+    """The pod whose log holds the trainer's result: the newest, once the Job finished."""
+    if workload is None or job_finished(workload) is None or not pods:
+        return None
+    newest = max(
+        pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"])
+    )
+    return str(newest["metadata"]["name"])
+
+
+def running_elsewhere(trainer_jobs: list[Obj], job: str) -> int:
+    """Trainer Jobs of other FineTuningJobs still running (the account's concurrency quota)."""
+    return sum(
+        1
+        for j in trainer_jobs
+        if LABEL_FINE_TUNING_JOB in (j["metadata"].get("labels") or {})
+        and j["metadata"]["name"] != workload_name(job)
+        and job_finished(j) is None
+    )
 
 
 def render_workload(inputs: FineTuningInputs, spec: FineTuningJobSpec) -> Obj:
@@ -262,7 +299,7 @@ def render_workload(inputs: FineTuningInputs, spec: FineTuningJobSpec) -> Obj:
             "name": workload_name(metadata["name"]),
             "namespace": metadata["namespace"],
             "labels": labels,
-            "annotations": {"hearth.dev/accelerator-type": spec.accelerator_type.value},
+            "annotations": {ANNOTATION_ACCELERATOR_TYPE: spec.accelerator_type.value},
             "ownerReferences": [owner_reference(job)],
         },
         "spec": {
@@ -271,7 +308,7 @@ def render_workload(inputs: FineTuningInputs, spec: FineTuningJobSpec) -> Obj:
             "template": {
                 "metadata": {
                     "labels": labels,
-                    "annotations": {"hearth.dev/accelerator-type": spec.accelerator_type.value},
+                    "annotations": {ANNOTATION_ACCELERATOR_TYPE: spec.accelerator_type.value},
                 },
                 "spec": {
                     "restartPolicy": "Never",
@@ -287,10 +324,11 @@ def render_workload(inputs: FineTuningInputs, spec: FineTuningJobSpec) -> Obj:
 def render_output_model(inputs: FineTuningInputs, spec: FineTuningJobSpec) -> Obj:
     job = inputs.job
     metadata = job["metadata"]
-    base = base_model_ref(inputs, spec)
+    base = tuned_base_ref(spec, metadata["namespace"], inputs.warm_start)
+    assert base is not None  # the output Model is made only after check() passed
     base_value = base.name if base.namespace == metadata["namespace"] else base.full_name("models")
     return {
-        "apiVersion": "hearth.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "Model",
         "metadata": {
             "name": output_model_id(job),

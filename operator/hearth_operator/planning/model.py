@@ -12,6 +12,7 @@ from hearth.api import ModelKind, ModelSpec, ModelState
 from hearth.api.model import MODEL_SOURCE_SCHEMES
 
 from ..conditions import Cond, set_conditions
+from ..constants import LABEL_FINE_TUNING_JOB
 from .common import Obj, Ref, resolve_ref
 
 
@@ -144,7 +145,7 @@ def model_status(
             now=now,
         ),
     }
-    job = (metadata.get("labels") or {}).get("hearth.dev/fine-tuning-job")
+    job = (metadata.get("labels") or {}).get(LABEL_FINE_TUNING_JOB)
     if job:  # the back-reference of a Model a FineTuningJob produced
         status["fineTuningJob"] = f"accounts/{metadata['namespace']}/supervisedFineTuningJobs/{job}"
     return status

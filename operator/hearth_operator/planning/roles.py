@@ -20,7 +20,7 @@ from typing import Any
 
 from hearth.api import GROUP, Role
 
-from ..constants import CLUSTER_ROLE_PREFIX
+from ..constants import CLUSTER_ROLE_PREFIX, LABEL_ROLE
 from .common import managed_labels
 
 WORKLOAD_RESOURCES = ["models", "deployments", "deployedmodels", "datasets", "finetuningjobs"]
@@ -56,7 +56,7 @@ def cluster_roles() -> list[dict[str, Any]]:
             "kind": "ClusterRole",
             "metadata": {
                 "name": cluster_role_name(role),
-                "labels": managed_labels(**{"hearth.dev/role": role.value}),
+                "labels": managed_labels(**{LABEL_ROLE: role.value}),
             },
             "rules": role_rules(role),
         }
