@@ -133,7 +133,7 @@ def main() -> int:
                     print(f"    {kind}/{obj['metadata']['name']}: {status.get('state')}{note}")
             pod = cluster.pods(name, namespace)[0]
             url = f"http://{pod['status']['podIP']}:{settings.server_port}/v1"
-            client = OpenAI(base_url=url, api_key="none")
+            client = OpenAI(base_url=url, api_key=cluster.api_key(name, namespace))
             step(f"OpenAI SDK -> {url}")
             for model in (
                 f"accounts/{namespace}/models/{deployment['spec']['baseModel']}",

@@ -138,7 +138,9 @@ def test_fine_tune_then_serve_the_new_addon(tmp_path: Path) -> None:
             )
             cluster.wait_state("DeployedModel", "zorbania-on-smol", "DEPLOYED", timeout=300)
             pod = cluster.pods("smol")[0]
-            client = OpenAI(base_url=f"http://{pod['status']['podIP']}:8000/v1", api_key="none")
+            client = OpenAI(
+                base_url=f"http://{pod['status']['podIP']}:8000/v1", api_key=cluster.api_key("smol")
+            )
 
             def ask(model: str, question: str) -> str:
                 reply = client.chat.completions.create(

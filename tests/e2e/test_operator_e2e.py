@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from openai import OpenAI
+from openai import AuthenticationError, OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from hearth_server.models import resolve_model
@@ -97,7 +97,11 @@ def test_operator_serves_base_and_lora_from_the_real_server(tmp_path: Path) -> N
             raise
         assert dm["status"]["loadedReplicaCount"] == 1
         pod = cluster.pods("smol")[0]
-        client = OpenAI(base_url=f"http://{pod['status']['podIP']}:8000/v1", api_key="none")
+        base_url = f"http://{pod['status']['podIP']}:8000/v1"
+        # The server refuses clients without the Deployment's token.
+        with pytest.raises(AuthenticationError):
+            OpenAI(base_url=base_url, api_key="wrong").models.list()
+        client = OpenAI(base_url=base_url, api_key=cluster.api_key("smol"))
         served = {m.id for m in client.models.list().data}
         assert served >= {"accounts/acme/models/smollm2", "accounts/acme/models/pirate"}
 

@@ -18,8 +18,10 @@ import kubernetes
 import pytest
 import yaml
 
+from hearth_operator.constants import api_key_secret_name
 from hearth_operator.context import Context
 from hearth_operator.kube import Kube
+from hearth_operator.planning.deployment import api_key_from_secret
 from hearth_operator.runtime import build_registry
 from hearth_operator.settings import Settings
 from tests.harness.emulator import KubeEmulatorServer
@@ -87,6 +89,12 @@ class Cluster:
         return self.wait(
             kind, name, lambda o: (o.get("status") or {}).get("state") == state, **kwargs
         )
+
+    def api_key(self, deployment: str, namespace: str = "acme") -> str:
+        """The token the Deployment's servers require (from the Secret the operator made)."""
+        token = api_key_from_secret(self.get("Secret", api_key_secret_name(deployment), namespace))
+        assert token is not None, f"deployment {namespace}/{deployment} has no API-key Secret"
+        return token
 
     def pods(self, deployment: str, namespace: str = "acme") -> list[Obj]:
         return self.kube.list("Pod", namespace, labels={"hearth.dev/deployment": deployment})
