@@ -261,7 +261,8 @@ def test_labels_name_the_model_and_deployment_and_are_patched_only_when_missing(
     obj["metadata"]["labels"] = {**wanted, "team": "x"}
     assert label_patch(obj, addon_model()) is None
     # Whether it is an addon is known once the model exists; a base model says "false".
-    assert label_patch(obj, base_model(name="lora"))["hearth.dev/addon"] == "false"
+    as_base = label_patch(obj, base_model(name="lora"))
+    assert as_base is not None and as_base["hearth.dev/addon"] == "false"
     unknown = label_patch(dm(model="accounts/other/models/m"), None)
     assert unknown is not None and "hearth.dev/addon" not in unknown
     assert unknown["hearth.dev/model-account"] == "other"
