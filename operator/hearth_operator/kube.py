@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from hearth.api import GROUP, VERSION
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+#: (Named outside the class, whose ``list`` method would shadow the builtin.)
+Finalizers = list[str]
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,44 @@ class Kube:
                 return False
             raise
         return True
+
+    def update_finalizers(
+        self,
+        obj: Obj,
+        change: Callable[[Obj], Finalizers | None],
+        *,
+        attempts: int = 3,
+    ) -> None:
+        """Set ``obj``'s finalizers to ``change(obj)`` unless that is None.
+
+        The write carries the resourceVersion read, so another controller's finalizer is
+        never dropped by a stale list; on a conflict the object is read again and
+        ``change`` asked again. ``obj`` is updated in place.
+        """
+        metadata = obj["metadata"]
+        kind, name, namespace = obj["kind"], metadata["name"], metadata.get("namespace")
+        for attempt in range(attempts):
+            finalizers = change(obj)
+            if finalizers is None:
+                return
+            patch = {
+                "metadata": {
+                    "finalizers": finalizers,
+                    "resourceVersion": metadata["resourceVersion"],
+                }
+            }
+            try:
+                updated = self.merge_patch(kind, name, namespace, patch)
+            except ApiException as error:
+                fresh = self.get(kind, name, namespace) if is_status(error, 409) else None
+                if fresh is None or attempt + 1 == attempts:
+                    raise
+                obj["metadata"] = metadata = fresh["metadata"]
+                continue
+            metadata.update(
+                finalizers=finalizers, resourceVersion=updated["metadata"]["resourceVersion"]
+            )
+            return
 
     def create_if_missing(self, obj: Obj) -> bool:
         """Create; False when an object of that name already exists (409)."""

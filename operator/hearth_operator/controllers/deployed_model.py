@@ -45,16 +45,6 @@ def _ensure_labels(ctx: Context, dm: Obj, model: Obj | None) -> None:
     metadata["resourceVersion"] = updated["metadata"]["resourceVersion"]
 
 
-def _set_finalizers(ctx: Context, dm: Obj, finalizers: list[str]) -> None:
-    """Replace the finalizer list, failing (409) if the object changed since it was read,
-    so another controller's finalizer is never dropped by a stale write."""
-    metadata = dm["metadata"]
-    patch = {"metadata": {"finalizers": finalizers, "resourceVersion": metadata["resourceVersion"]}}
-    updated = ctx.kube.merge_patch("DeployedModel", metadata["name"], metadata["namespace"], patch)
-    metadata["finalizers"] = finalizers
-    metadata["resourceVersion"] = updated["metadata"]["resourceVersion"]
-
-
 def server_api_key(ctx: Context, namespace: str, deployment: str) -> str | None:
     """The token the Deployment's servers require, from its Secret (None: no Secret)."""
     return api_key_from_secret(ctx.kube.get("Secret", api_key_secret_name(deployment), namespace))
@@ -104,9 +94,8 @@ def reconcile_deployed_model(ctx: Context, namespace: str, name: str) -> None:
             if verdict.ok and verdict.is_addon
             else []
         )
-        finalizers = finalizers_after(dm, inputs.pods, actions)
-        if finalizers is not None:
-            _set_finalizers(ctx, dm, finalizers)
+        # Before any load, so a deletion racing the load still finds it and unloads.
+        ctx.kube.update_finalizers(dm, lambda fresh: finalizers_after(fresh, inputs.pods, actions))
         failures: dict[str, str] = {}
         api_key = server_api_key(ctx, namespace, deployment_ref(dm).name) if actions else None
         for action in actions:
