@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from hearth_server.api.openai.chat.protocol import ChatMessage
 from hearth_server.api.openai.protocol import OpenAIBaseModel
@@ -12,7 +12,7 @@ from hearth_server.api.validation import Text
 class TokenizeRequest(OpenAIBaseModel):
     model: Text | None = None
     prompt: Text | None = None
-    messages: list[ChatMessage] | None = None
+    messages: list[ChatMessage] | None = Field(None, min_length=1)
     add_special_tokens: bool = True
     add_generation_prompt: bool = True
 
