@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 import celpy
 import yaml
 from celpy.evaluation import CELEvalError
-from jsonschema import Draft4Validator
+from jsonschema import Draft4Validator, FormatChecker
 from jsonschema.exceptions import ValidationError as SchemaError
 
 from .crd import build_crds
@@ -257,12 +258,32 @@ def _schema_message(error: SchemaError) -> str:
             return f"Too many: {len(value)}: must have at most {bound} items"
         case "maxProperties":
             return f"Too many: {len(value)}: must have at most {bound} properties"
+        case "format" if bound == "date-time":
+            return f"Invalid value: {_short(value)}: should be an RFC 3339 date-time"
         case _:
             return f"Invalid value: {_short(value)}: {error.message}"
 
 
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_FORMATS = FormatChecker(formats=())
+
+
+@_FORMATS.checks("date-time")
+def _is_date_time(value: object) -> bool:
+    """RFC 3339, as the API server checks ``format: date-time`` (non-strings pass here)."""
+    if not isinstance(value, str):
+        return True
+    if not _DATE_TIME.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
 def _schema_errors(obj: Json, schema: JsonSchema) -> Iterator[FieldError]:
-    validator = Draft4Validator(schema)
+    validator = Draft4Validator(schema, format_checker=_FORMATS)
     for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path))):
         path = ""
         for key in error.absolute_path:

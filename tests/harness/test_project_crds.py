@@ -17,7 +17,16 @@ from tests.harness.waiting import eventually
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
 QUICKSTART = ROOT / "examples" / "quickstart"
-KINDS = {"Account", "User", "Model", "Deployment", "DeployedModel", "Dataset", "FineTuningJob"}
+KINDS = {
+    "Account",
+    "User",
+    "ApiKey",
+    "Model",
+    "Deployment",
+    "DeployedModel",
+    "Dataset",
+    "FineTuningJob",
+}
 
 pytestmark = [
     pytest.mark.timeout(60),

@@ -125,6 +125,7 @@ def test_every_kind_is_exported_with_its_crd_facts():
     assert kinds == {
         "Account",
         "User",
+        "ApiKey",
         "Model",
         "Deployment",
         "DeployedModel",
@@ -134,3 +135,26 @@ def test_every_kind_is_exported_with_its_crd_facts():
     for cls in api.RESOURCE_CLASSES:
         assert cls.kind_info.plural == cls.kind_info.singular + "s"
     assert set(api.__all__) <= set(dir(api))
+
+
+def test_api_key_model_round_trip_and_immutable_user():
+    key = api.ApiKey.model_validate(
+        {
+            "metadata": {"name": "k1", "namespace": "acme"},
+            "spec": {"user": "alice", "expireTime": "2027-01-31T23:59:59Z"},
+            "status": {"state": "READY", "prefix": "hk_abcdefghi", "keyHash": "sha256:00"},
+        }
+    )
+    assert key.spec.display_name == "default"
+    assert key.spec.expire_time is not None and key.spec.expire_time.year == 2027
+    assert key.status is not None and key.status.state == api.ApiKeyState.READY
+    wire = key.spec.to_wire()
+    assert wire == {"user": "alice", "displayName": "default", "expireTime": "2027-01-31T23:59:59Z"}
+    assert api.ApiKey.kind_info.short_names == ("hkey",)
+
+
+def test_account_quota_has_serverless_requests_per_minute():
+    quota = api.AccountQuota.model_validate({"serverlessRequestsPerMinute": 600})
+    assert quota.serverless_requests_per_minute == 600
+    with pytest.raises(ValueError, match="serverlessRequestsPerMinute"):
+        api.AccountQuota.model_validate({"serverlessRequestsPerMinute": -1})

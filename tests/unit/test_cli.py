@@ -66,7 +66,7 @@ def test_crds_command_prints_applyable_yaml():
         [sys.executable, "-m", "hearth.cli", "crds"], capture_output=True, text=True, check=True
     ).stdout
     documents = [d for d in yaml.safe_load_all(out) if d]
-    assert [d["kind"] for d in documents] == ["CustomResourceDefinition"] * 7
+    assert [d["kind"] for d in documents] == ["CustomResourceDefinition"] * 8
 
 
 JOB = """\

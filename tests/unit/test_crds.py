@@ -42,9 +42,18 @@ def test_crds_are_fresh():
 def test_one_crd_per_kind():
     kinds = sorted(load(p)["spec"]["names"]["kind"] for p in CRD_FILES)
     assert kinds == sorted(
-        ["Account", "User", "Model", "Deployment", "DeployedModel", "Dataset", "FineTuningJob"]
+        [
+            "Account",
+            "User",
+            "ApiKey",
+            "Model",
+            "Deployment",
+            "DeployedModel",
+            "Dataset",
+            "FineTuningJob",
+        ]
     )
-    assert len(RESOURCE_CLASSES) == 7
+    assert len(RESOURCE_CLASSES) == 8
 
 
 @pytest.mark.parametrize("path", CRD_FILES, ids=lambda p: p.name)
@@ -167,6 +176,7 @@ def test_scope_and_scale_subresource():
     assert by_kind["Account"]["spec"]["scope"] == "Cluster"
     assert {k for k, c in by_kind.items() if c["spec"]["scope"] == "Namespaced"} == {
         "User",
+        "ApiKey",
         "Model",
         "Deployment",
         "DeployedModel",

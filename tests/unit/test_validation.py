@@ -32,6 +32,7 @@ DEPLOYMENT = {"baseModel": "smollm2"}
 JOB = {"dataset": "chats", "baseModel": "smollm2"}
 DATASET = {"format": "CHAT", "source": {"uri": "pvc://artifacts/chats.jsonl"}}
 DEPLOYED = {"model": "lora", "deployment": "d1"}
+API_KEY = {"user": "alice"}
 
 
 def with_(base, **changes):
@@ -53,6 +54,15 @@ VALID = [
     ("account-63-chars", obj("Account", {}, name="a" * 63)),
     ("user-email", obj("User", {"role": "admin", "email": "a@b.example"})),
     ("user-service-account", obj("User", {"role": "inference-user", "serviceAccount": True})),
+    ("api-key-minimal", obj("ApiKey", API_KEY)),
+    (
+        "api-key-expiring",
+        obj("ApiKey", with_(API_KEY, displayName="ci", expireTime="2027-01-31T23:59:59Z")),
+    ),
+    (
+        "api-key-expiring-offset",
+        obj("ApiKey", with_(API_KEY, expireTime="2027-01-31T23:59:59.5+02:00")),
+    ),
     ("model-base", obj("Model", BASE)),
     ("model-hf", obj("Model", with_(BASE, source={"uri": "hf://HuggingFaceTB/SmolLM2@main"}))),
     ("model-addon", obj("Model", ADDON)),
@@ -179,6 +189,37 @@ INVALID = [
         "user-service-account-with-email",
         obj("User", {"serviceAccount": True, "email": "a@b.c"}),
         [("spec.email", "must not have one")],
+    ),
+    ("api-key-no-user", obj("ApiKey", {}), [("spec.user", "Required value")]),
+    (
+        "api-key-user-full-name",
+        obj("ApiKey", {"user": "accounts/acme/users/alice"}),
+        [("spec.user", "should match")],
+    ),
+    (
+        "api-key-expire-not-a-time",
+        obj("ApiKey", with_(API_KEY, expireTime="tomorrow")),
+        [("spec.expireTime", 'Invalid value: "tomorrow": should be an RFC 3339 date-time')],
+    ),
+    (
+        "api-key-expire-without-zone",
+        obj("ApiKey", with_(API_KEY, expireTime="2027-01-31T23:59:59")),
+        [("spec.expireTime", "RFC 3339 date-time")],
+    ),
+    (
+        "api-key-expire-month-13",
+        obj("ApiKey", with_(API_KEY, expireTime="2027-13-01T00:00:00Z")),
+        [("spec.expireTime", "RFC 3339 date-time")],
+    ),
+    (
+        "api-key-status-field-in-spec",
+        obj("ApiKey", with_(API_KEY, keyHash="sha256:00")),
+        [("spec.keyHash", 'unknown field "spec.keyHash"')],
+    ),
+    (
+        "api-key-bad-name",
+        obj("ApiKey", API_KEY, name="Key_1"),
+        [("metadata.name", "ApiKey IDs are 1-63 characters")],
     ),
     (
         "model-addon-without-peft",
@@ -530,6 +571,18 @@ UPDATES = [
         None,
     ),
     (
+        "api-key-other-user",
+        obj("ApiKey", API_KEY),
+        obj("ApiKey", {"user": "bob"}),
+        ("spec.user", "user is immutable"),
+    ),
+    (
+        "api-key-new-expiry",
+        obj("ApiKey", API_KEY),
+        obj("ApiKey", with_(API_KEY, expireTime="2027-01-01T00:00:00Z", displayName="ci")),
+        None,
+    ),
+    (
         "deployment-scale",
         obj("Deployment", DEPLOYMENT),
         obj("Deployment", with_(DEPLOYMENT, replicaCount=2, maxReplicaCount=4)),
@@ -622,6 +675,7 @@ def test_there_are_examples_of_every_kind():
     assert kinds >= {
         "Account",
         "User",
+        "ApiKey",
         "Model",
         "Deployment",
         "DeployedModel",

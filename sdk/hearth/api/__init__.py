@@ -16,6 +16,7 @@ from ._base import (
     StatusBase,
 )
 from .account import Account, AccountQuota, AccountSpec, AccountState, AccountStatus
+from .api_key import ApiKey, ApiKeySpec, ApiKeyState, ApiKeyStatus
 from .dataset import Dataset, DatasetFormat, DatasetSpec, DatasetState, DatasetStatus
 from .deployed_model import (
     DeployedModel,
@@ -38,6 +39,7 @@ from .user import Role, User, UserSpec, UserState, UserStatus
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (  # type: ignore[type-arg]
     Account,
     User,
+    ApiKey,
     Model,
     Deployment,
     DeployedModel,
@@ -56,6 +58,10 @@ __all__ = [
     "AccountSpec",
     "AccountState",
     "AccountStatus",
+    "ApiKey",
+    "ApiKeySpec",
+    "ApiKeyState",
+    "ApiKeyStatus",
     "AutoscalingPolicy",
     "Condition",
     "ConditionStatus",

@@ -76,6 +76,9 @@ class AccountQuota(CamelModel):
     serverless_tokens_per_minute: int | None = Field(
         default=None, ge=0, description="Tokens per minute on serverless models."
     )
+    serverless_requests_per_minute: int | None = Field(
+        default=None, ge=0, description="Requests per minute on serverless models."
+    )
 
 
 class ArtifactStorage(CamelModel):
