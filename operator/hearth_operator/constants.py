@@ -18,6 +18,8 @@ LABEL_ACCOUNT = f"{DOMAIN}/account"
 LABEL_DEPLOYMENT = f"{DOMAIN}/deployment"
 LABEL_SPEC_HASH = f"{DOMAIN}/spec-hash"
 LABEL_USER = f"{DOMAIN}/user"
+#: On an ApiKey's Secret, Role and RoleBinding: the ApiKey (its keyId).
+LABEL_API_KEY = f"{DOMAIN}/api-key"
 #: On the account ClusterRoles: which Fireworks role they grant.
 LABEL_ROLE = f"{DOMAIN}/role"
 #: On DeployedModels: the model they load (account and ID) and whether it is an addon.
@@ -62,6 +64,19 @@ def adapter_annotation(deployed_model: str) -> str:
 def api_key_secret_name(deployment: str) -> str:
     """The Secret holding a Deployment's server API token (one per Deployment)."""
     return f"{deployment}-api-key"
+
+
+#: The key of the plaintext inside each ApiKey's Secret.
+USER_API_KEY_SECRET_KEY = "key"
+
+
+def user_api_key_secret_name(key_id: str) -> str:
+    """The Secret (and the Role and RoleBinding that let its user read it) of an ApiKey.
+
+    The dot keeps it apart from every Deployment's ``<id>-api-key`` Secret: IDs have no
+    dots, so no ApiKey and Deployment IDs in one namespace can ever map to the same name.
+    """
+    return f"{key_id}.api-key"
 
 
 def short_hash(*parts: str, length: int = 10) -> str:

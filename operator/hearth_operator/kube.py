@@ -44,6 +44,7 @@ _HEARTH = f"{GROUP}/{VERSION}"
 KINDS: dict[str, KindInfo] = {
     "Account": KindInfo(_HEARTH, "accounts", False),
     "User": KindInfo(_HEARTH, "users", True),
+    "ApiKey": KindInfo(_HEARTH, "apikeys", True),
     "Model": KindInfo(_HEARTH, "models", True),
     "Deployment": KindInfo(_HEARTH, "deployments", True),
     "DeployedModel": KindInfo(_HEARTH, "deployedmodels", True),
@@ -58,6 +59,7 @@ KINDS: dict[str, KindInfo] = {
     "ResourceQuota": KindInfo("v1", "resourcequotas", True),
     "PersistentVolumeClaim": KindInfo("v1", "persistentvolumeclaims", True),
     "NetworkPolicy": KindInfo("networking.k8s.io/v1", "networkpolicies", True),
+    "Role": KindInfo("rbac.authorization.k8s.io/v1", "roles", True),
     "RoleBinding": KindInfo("rbac.authorization.k8s.io/v1", "rolebindings", True),
     "ClusterRole": KindInfo("rbac.authorization.k8s.io/v1", "clusterroles", False),
     "Job": KindInfo("batch/v1", "jobs", True),

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 from .context import Context, log
 from .controllers.account import refresh_account_status
+from .controllers.api_key import reconcile_api_key
 from .controllers.dataset import reconcile_dataset
 from .controllers.deployed_model import AdapterLoadFailed, reconcile_deployed_model
 from .controllers.deployment import reconcile_deployment
@@ -43,6 +44,7 @@ RESYNCED: tuple[tuple[str, Reconcile], ...] = (
     ("DeployedModel", _deployed_model),
     ("Dataset", reconcile_dataset),
     ("FineTuningJob", reconcile_finetuning_job),
+    ("ApiKey", reconcile_api_key),  # expiry: READY -> EXPIRED with no event to report it
     ("Account", _account),
 )
 

@@ -34,6 +34,7 @@ from .constants import (
 )
 from .context import Context, log
 from .controllers.account import reconcile_account
+from .controllers.api_key import api_keys_of, reconcile_api_key
 from .controllers.dataset import reconcile_dataset
 from .controllers.deployed_model import (
     AdapterLoadFailed,
@@ -111,6 +112,16 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     @kopf.on.update(**resource("users"))
     def user_changed(namespace: str | None, name: str, **_: Any) -> None:
         reconcile_user(ctx, str(namespace), name)
+        # Its keys: a key waiting for this user is issued; a new email is bound.
+        for key in api_keys_of(ctx, str(namespace), name):
+            reconcile_api_key(ctx, str(namespace), key)
+
+    # ApiKey (no finalizer: its Secret, Role and RoleBinding go by garbage collection)
+    @kopf.on.resume(**resource("apikeys"))
+    @kopf.on.create(**resource("apikeys"))
+    @kopf.on.update(**resource("apikeys"))
+    def api_key_changed(namespace: str | None, name: str, **_: Any) -> None:
+        reconcile_api_key(ctx, str(namespace), name)
 
     # Model
     @kopf.on.resume(**resource("models"))

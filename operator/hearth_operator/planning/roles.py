@@ -8,10 +8,15 @@ Permission matrix (Fireworks) -> Kubernetes verbs on hearth.dev resources:
 | create resources                         |        -       |     yes     | yes  |  yes  |
 | edit/delete any resource                 |        -       |      -      | yes  |  yes  |
 | add/modify/remove users and roles        |        -       |      -      |  -   |  yes  |
+| view API keys (prefix, state; no secret) |       yes      |     yes     | yes  |  yes  |
+| create/delete API keys with kubectl      |        -       |      -      |  -   |  yes  |
 
 Inference itself is authorised by the gateway from the same role. Fireworks lets a
 contributor edit and delete *its own* resources; RBAC cannot express ownership, so a
-contributor here may create but not change resources (see docs/operator.md).
+contributor here may create but not change resources (see docs/operator.md). For the
+same reason only admins create and delete ApiKeys through the Kubernetes API (Fireworks
+lets everyone manage their own keys): RBAC cannot tell "a key for myself" from "a key for
+another user". Everyone reads their own key's Secret through a per-key Role.
 """
 
 from __future__ import annotations
@@ -38,14 +43,15 @@ def _rule(resources: list[str], verbs: list[str], group: str = GROUP) -> dict[st
 
 def role_rules(role: Role) -> list[dict[str, Any]]:
     status = [f"{r}/status" for r in WORKLOAD_RESOURCES]
-    rules = [_rule([*WORKLOAD_RESOURCES, *status, "users", "users/status"], READ)]
+    readable = [*WORKLOAD_RESOURCES, *status, "users", "users/status", "apikeys", "apikeys/status"]
+    rules = [_rule(readable, READ)]
     if role == Role.CONTRIBUTOR:
         rules.append(_rule(WORKLOAD_RESOURCES, ["create"]))
     if role in (Role.USER, Role.ADMIN):
         rules.append(_rule(WORKLOAD_RESOURCES, WRITE))
         rules.append(_rule(["deployments/scale"], ["get", "update", "patch"]))
     if role == Role.ADMIN:
-        rules.append(_rule(["users"], WRITE))
+        rules.append(_rule(["users", "apikeys"], WRITE))
     return rules
 
 
