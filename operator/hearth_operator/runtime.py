@@ -110,11 +110,13 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     @kopf.on.resume(**resource("users"))
     @kopf.on.create(**resource("users"))
     @kopf.on.update(**resource("users"))
-    def user_changed(namespace: str | None, name: str, **_: Any) -> None:
+    def user_changed(namespace: str | None, name: str, reason: str, **_: Any) -> None:
         reconcile_user(ctx, str(namespace), name)
-        # Its keys: a key waiting for this user is issued; a new email is bound.
-        for key in api_keys_of(ctx, str(namespace), name):
-            reconcile_api_key(ctx, str(namespace), key)
+        # Its keys: a key waiting for this user is issued; a new email is bound. (Not on
+        # resume: at startup every ApiKey resumes itself.)
+        if reason != "resume":
+            for key in api_keys_of(ctx, str(namespace), name):
+                reconcile_api_key(ctx, str(namespace), key)
 
     # ApiKey (no finalizer: its Secret, Role and RoleBinding go by garbage collection)
     @kopf.on.resume(**resource("apikeys"))
