@@ -73,6 +73,9 @@ def server(
         "2048",
         "--lora",
         f"tuned-a=file://{adapters['tuned-a']}",
+        # Adapters loaded over HTTP must lie inside an allowed root.
+        "--adapter-root",
+        str(adapters["tuned-a"].parent),
     ]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
