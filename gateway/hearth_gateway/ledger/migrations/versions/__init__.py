@@ -1,0 +1,1 @@
+"""Alembic revisions of the usage ledger, oldest first (see `down_revision`)."""

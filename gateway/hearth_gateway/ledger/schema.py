@@ -1,0 +1,82 @@
+"""The usage_records table as typed SQLAlchemy models.
+
+The migrations (migrations/versions/) create the table; this module describes it to the
+queries. A test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from hearth_gateway.ledger.records import MAX_LENGTHS
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime stored in UTC, read back aware on every dialect.
+
+    PostgreSQL keeps `timestamptz`; SQLite has no time zones, so the UTC value is stored
+    naive and the zone is put back on read. Naive datetimes are refused on write.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: the ledger stores UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class UsageRow(Base):
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        UniqueConstraint("request_id", name="uq_usage_records_request_id"),
+        Index("ix_usage_records_account_day", "account", "day"),
+    )
+
+    # SQLite only auto-increments an INTEGER PRIMARY KEY.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    request_id: Mapped[str] = mapped_column(String(MAX_LENGTHS["request_id"]))
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The UTC day of `time`, stored so that totals group by a plain column on every dialect.
+    day: Mapped[date] = mapped_column(Date())
+    account: Mapped[str] = mapped_column(String(MAX_LENGTHS["account"]))
+    user: Mapped[str] = mapped_column(String(MAX_LENGTHS["user"]))
+    key_id: Mapped[str] = mapped_column(String(MAX_LENGTHS["key_id"]))
+    model: Mapped[str] = mapped_column(String(MAX_LENGTHS["model"]))
+    deployment: Mapped[str] = mapped_column(String(MAX_LENGTHS["deployment"]))
+    serverless: Mapped[bool] = mapped_column(Boolean())
+    prompt_tokens: Mapped[int] = mapped_column(Integer())
+    cached_tokens: Mapped[int] = mapped_column(Integer())
+    completion_tokens: Mapped[int] = mapped_column(Integer())
+    status: Mapped[int] = mapped_column(Integer())
+    latency_ms: Mapped[float] = mapped_column(Float())

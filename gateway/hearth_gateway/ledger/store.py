@@ -1,0 +1,163 @@
+"""The ledger on a SQL database: SQLite (embedded file) or PostgreSQL (shared).
+
+Async through a synchronous SQLAlchemy engine run in a small pool of worker threads. This
+needs no asyncio drivers (aiosqlite, asyncpg) or greenlet: the standard library's sqlite3
+and psycopg serve both the queries and Alembic, which is synchronous anyway. A ledger call
+is one short statement, so a few threads carry a gateway's write rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import Engine, Insert, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from hearth_gateway.ledger.records import UsageRecord, UsageTotal
+from hearth_gateway.ledger.schema import UsageRow
+
+_T = TypeVar("_T")
+
+
+class LedgerClosedError(RuntimeError):
+    """The ledger was used after close()."""
+
+
+class SqlLedger:
+    """`Ledger` on a SQLAlchemy engine whose database is already migrated."""
+
+    def __init__(self, engine: Engine, *, workers: int = 4) -> None:
+        self._engine = engine
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ledger")
+        self._closed = False
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ValueError(f"ledger engine: unsupported dialect {engine.dialect.name!r}")
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    async def record(self, record: UsageRecord) -> None:
+        """Stores `record`; committed (durable) when this returns.
+
+        A record whose request_id is already stored is ignored, so retries never count a
+        request twice. Cancelling the caller does not stop a write already handed to a
+        worker thread: it still commits.
+        """
+        await self._run(self._record_sync, record)
+
+    async def totals(self, account: str, since: datetime, until: datetime) -> list[UsageTotal]:
+        """`account`'s records with since <= time < until, summed per model and UTC day,
+        ordered by day then model. Every record counts as a request, whatever its status."""
+        return await self._run(self._totals_sync, account, since, until)
+
+    async def records(self, account: str, since: datetime, until: datetime) -> list[UsageRecord]:
+        """`account`'s records with since <= time < until, oldest first."""
+        return await self._run(self._records_sync, account, since, until)
+
+    async def close(self) -> None:
+        """Waits for writes in flight, then closes the database connections."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        self._engine.dispose()
+
+    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
+        if self._closed:
+            raise LedgerClosedError("the ledger is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    def _record_sync(self, record: UsageRecord) -> None:
+        values = {
+            "request_id": record.request_id,
+            "time": record.time,
+            "day": record.day,
+            "account": record.account,
+            "user": record.user,
+            "key_id": record.key_id,
+            "model": record.model,
+            "deployment": record.deployment,
+            "serverless": record.serverless,
+            "prompt_tokens": record.prompt_tokens,
+            "cached_tokens": record.cached_tokens,
+            "completion_tokens": record.completion_tokens,
+            "status": record.status,
+            "latency_ms": record.latency_ms,
+        }
+        # INSERT ... ON CONFLICT (request_id) DO NOTHING, in each dialect's own construct.
+        key = [UsageRow.request_id]
+        statement: Insert
+        if self._engine.dialect.name == "postgresql":
+            statement = (
+                postgresql.insert(UsageRow)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=key)
+            )
+        else:
+            statement = (
+                sqlite.insert(UsageRow).values(values).on_conflict_do_nothing(index_elements=key)
+            )
+        with self._engine.begin() as connection:
+            connection.execute(statement)
+
+    def _totals_sync(self, account: str, since: datetime, until: datetime) -> list[UsageTotal]:
+        query = (
+            select(
+                UsageRow.model,
+                UsageRow.day,
+                func.count(),
+                func.sum(UsageRow.prompt_tokens),
+                func.sum(UsageRow.completion_tokens),
+            )
+            .where(UsageRow.account == account, UsageRow.time >= since, UsageRow.time < until)
+            .group_by(UsageRow.model, UsageRow.day)
+            .order_by(UsageRow.day, UsageRow.model)
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            UsageTotal(
+                account=account,
+                model=model,
+                day=day,
+                requests=int(requests),
+                prompt_tokens=int(prompt or 0),
+                completion_tokens=int(completion or 0),
+            )
+            for model, day, requests, prompt, completion in rows
+        ]
+
+    def _records_sync(self, account: str, since: datetime, until: datetime) -> list[UsageRecord]:
+        query = (
+            select(UsageRow)
+            .where(UsageRow.account == account, UsageRow.time >= since, UsageRow.time < until)
+            .order_by(UsageRow.time, UsageRow.id)
+        )
+        with Session(self._engine) as session:
+            rows = session.scalars(query).all()
+        return [
+            UsageRecord(
+                request_id=row.request_id,
+                time=row.time,
+                account=row.account,
+                user=row.user,
+                key_id=row.key_id,
+                model=row.model,
+                deployment=row.deployment,
+                serverless=row.serverless,
+                prompt_tokens=row.prompt_tokens,
+                cached_tokens=row.cached_tokens,
+                completion_tokens=row.completion_tokens,
+                status=row.status,
+                latency_ms=row.latency_ms,
+            )
+            for row in rows
+        ]
