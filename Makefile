@@ -48,13 +48,15 @@ typecheck: install ## mypy: strict on the product packages, non-strict on tests/
 	$(VENV)/bin/mypy
 
 ##@ Generated files
-generate: install ## Regenerate crds/ and operator/manifests/ from the Python sources
+generate: install ## Regenerate crds/ and operator/manifests/ from the Python sources (and the chart's copies)
 	$(PY) -m hearth.crd crds
 	$(PY) -m hearth_operator.manifests operator/manifests
+	cp crds/*.yaml charts/hearth/crds/ && cp operator/manifests/*.yaml charts/hearth/files/
 
 verify: install ## Fail if crds/ or operator/manifests/ is stale
 	$(PY) -m hearth.crd --check crds
 	$(PY) -m hearth_operator.manifests --check operator/manifests
+	diff -r crds charts/hearth/crds && diff -r operator/manifests charts/hearth/files  # the chart's copies
 
 ##@ Help
 help: ## Show this help

@@ -104,6 +104,12 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _core("nodes", "Node", namespaced=False, short=("no",), status=True),
     _core("events", "Event", short=("ev",), group="events.k8s.io"),
     _core("jobs", "Job", status=True, group="batch"),
+    # Stored and served (what `helm install` creates), with no controller behind them.
+    _core("deployments", "Deployment", short=("deploy",), status=True, group="apps"),
+    _core(
+        "poddisruptionbudgets", "PodDisruptionBudget", short=("pdb",), status=True, group="policy"
+    ),
+    _core("ingresses", "Ingress", short=("ing",), status=True, group="networking.k8s.io"),
     _core("networkpolicies", "NetworkPolicy", short=("netpol",), group="networking.k8s.io"),
     _core("roles", "Role", group="rbac.authorization.k8s.io"),
     _core("clusterroles", "ClusterRole", namespaced=False, group="rbac.authorization.k8s.io"),

@@ -29,6 +29,7 @@ import yaml
 from typing_extensions import override
 
 from tests.harness.background import BackgroundLoop
+from tests.harness.emulator import protobuf
 from tests.harness.emulator.api import KubeEmulator, parse_route
 from tests.harness.emulator.errors import ApiError
 from tests.harness.emulator.patching import MERGE_PATCH
@@ -70,6 +71,8 @@ class EmulatorHandler(kmock.RawHandler):
             data = json.loads(body) if body else None
         except ValueError:
             data = None
+        if "protobuf" in raw.content_type:
+            data = protobuf.decode(body)  # Secrets and ConfigMaps only; None otherwise
         route = parse_route(raw.path)
         resource = namespace = name = subresource = action = None
         if route is not None and route.plural is not None:
