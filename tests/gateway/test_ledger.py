@@ -281,6 +281,19 @@ async def test_two_ledgers_on_one_store_write_concurrently(store_url: str) -> No
 
 
 @pytest.mark.asyncio
+async def test_cancelled_callers_do_not_cancel_their_writes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.sqlite3'}"
+    ledger = open_ledger(url, workers=1)  # one thread: most writes wait in its queue
+    tasks = [asyncio.create_task(ledger.record(usage(f"c{n:02}"))) for n in range(20)]
+    await asyncio.sleep(0)  # every task has handed its write over
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await ledger.close()  # waits for the writes in flight
+    assert sorted(stored_request_ids(url)) == [f"c{n:02}" for n in range(20)]
+
+
+@pytest.mark.asyncio
 async def test_closed_ledger_refuses_calls(tmp_path: Path) -> None:
     ledger = open_ledger(f"sqlite:///{tmp_path / 'l.sqlite3'}")
     await ledger.close()

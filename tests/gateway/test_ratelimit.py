@@ -30,6 +30,7 @@ from hearth_gateway.ratelimit import (
     open_rate_limiter,
 )
 from hearth_gateway.ratelimit.memory import SWEEP_EVERY
+from hearth_gateway.ratelimit.redis_store import MAX_CONNECTIONS
 
 REDIS_URL = os.environ.get("HEARTH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -286,6 +287,17 @@ async def test_two_replicas_share_one_redis_bucket(redis_prefix: str) -> None:
     finally:
         for limiter in (one, two, other):
             await limiter.close()
+
+
+@pytest.mark.asyncio
+async def test_more_calls_in_flight_than_redis_connections(redis_prefix: str) -> None:
+    limiter = RedisRateLimiter.from_url(REDIS_URL, key_prefix=redis_prefix)
+    try:
+        calls = 4 * MAX_CONNECTIONS + 150  # past redis-py's default pool of 100 too
+        decisions = await asyncio.gather(*(limiter.hit("busy", 100, 60) for _ in range(calls)))
+    finally:
+        await limiter.close()
+    assert sum(d.allowed for d in decisions) == 100
 
 
 @pytest.mark.asyncio

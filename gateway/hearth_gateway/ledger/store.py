@@ -47,10 +47,10 @@ class SqlLedger:
         """Stores `record`; committed (durable) when this returns.
 
         A record whose request_id is already stored is ignored, so retries never count a
-        request twice. Cancelling the caller does not stop a write already handed to a
-        worker thread: it still commits.
+        request twice. Cancelling the caller does not cancel the write: it still commits
+        (and close() waits for it).
         """
-        await self._run(self._record_sync, record)
+        await asyncio.shield(self._submit(self._record_sync, record))
 
     async def totals(self, account: str, since: datetime, until: datetime) -> list[UsageTotal]:
         """`account`'s records with since <= time < until, summed per model and UTC day,
@@ -70,10 +70,13 @@ class SqlLedger:
         self._engine.dispose()
 
     async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
+        return await self._submit(fn, *args)
+
+    def _submit(self, fn: Callable[..., _T], *args: object) -> asyncio.Future[_T]:
         if self._closed:
             raise LedgerClosedError("the ledger is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        return loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
     def _record_sync(self, record: UsageRecord) -> None:
         values = {

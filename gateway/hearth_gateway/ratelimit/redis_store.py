@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from hearth_gateway.ratelimit.window import Decision, check_charge, check_hit
 
 DEFAULT_KEY_PREFIX = "hearth:ratelimit:"
+MAX_CONNECTIONS = 32
+CONNECTION_WAIT_S = 10.0
 
 # ARGV: window (microseconds), limit (-1: charge, adds unconditionally), amount, and the
 # time in microseconds ('' for Redis' own clock).
@@ -130,7 +132,13 @@ class RedisRateLimiter:
         key_prefix: str = DEFAULT_KEY_PREFIX,
         clock: Callable[[], float] | None = None,
     ) -> RedisRateLimiter:
-        return cls(Redis.from_url(url), key_prefix=key_prefix, clock=clock)
+        # A blocking pool: past MAX_CONNECTIONS calls in flight, a call waits for a free
+        # connection (up to CONNECTION_WAIT_S) instead of failing with "Too many
+        # connections", which redis-py's default pool does at 100.
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=CONNECTION_WAIT_S
+        )
+        return cls(Redis.from_pool(pool), key_prefix=key_prefix, clock=clock)
 
     def keys(self, bucket: str) -> list[str]:
         """The Redis keys holding `bucket`."""
