@@ -1,0 +1,1 @@
+"""HTTP routes, one module per API; each is served under ``/`` and ``/inference``."""
