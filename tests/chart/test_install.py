@@ -154,6 +154,11 @@ def test_a_deployed_model_left_holding_its_finalizer_is_released_as_documented(
                      "finalizers": ["hearth.dev/unload-adapters"]},
         "spec": {"model": "lora", "deployment": "cpu", "modelKind": "HF_PEFT_ADDON"},
     })  # fmt: skip
+    api.create({
+        "apiVersion": "hearth.dev/v1alpha1", "kind": "DeployedModel",
+        "metadata": {"name": "base-on-cpu", "namespace": "acme"},
+        "spec": {"model": "base", "deployment": "cpu", "modelKind": "HF_BASE_MODEL"},
+    })  # fmt: skip
     run_helm(api, "uninstall", RELEASE)
 
     def kubectl(*args: str) -> str:
@@ -164,13 +169,18 @@ def test_a_deployed_model_left_holding_its_finalizer_is_released_as_documented(
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    kubectl("delete", "deployedmodel", "lora-on-cpu", "-n", "acme", "--wait=false")
+    kubectl("delete", "deployedmodels", "--all", "-n", "acme", "--wait=false")
+    # Without a finalizer (base models, addons never loaded) deletion needs no operator.
+    eventually(
+        lambda: api.get("hearth.dev/v1alpha1", "DeployedModel", "base-on-cpu", "acme") is None
+    )
     stuck = api.get("hearth.dev/v1alpha1", "DeployedModel", "lora-on-cpu", "acme")
     assert stuck is not None and stuck["metadata"]["deletionTimestamp"]
+    # The listing of docs/operating.md: DeployedModels holding a finalizer.
     listed = kubectl("get", "deployedmodels", "-A", "-o",
-                     "jsonpath={range .items[?(@.metadata.deletionTimestamp)]}"
-                     "{.metadata.namespace}/{.metadata.name} {end}")  # fmt: skip
-    assert listed.split() == ["acme/lora-on-cpu"]
+                     "jsonpath={range .items[?(@.metadata.finalizers)]}"
+                     "{.metadata.namespace} {.metadata.name}{\"\\n\"}{end}")  # fmt: skip
+    assert listed.splitlines() == ["acme lora-on-cpu"]
     kubectl("patch", "deployedmodel", "lora-on-cpu", "-n", "acme", "--type=merge",
             "-p", '{"metadata":{"finalizers":null}}')  # fmt: skip
     eventually(
