@@ -80,3 +80,24 @@ def test_custom_settings_reach_the_operator() -> None:
         {"habana.ai/product": "gaudi3"},
     )
     assert settings.accelerators["NVIDIA_L4_24GB"] == DEFAULT_ACCELERATORS["NVIDIA_L4_24GB"]
+
+
+@needs_helm
+@pytest.mark.parametrize("values", [[], [VALUES / "postgres-redis-ingress.yaml"]])
+def test_gateway_arguments_env_and_probes_are_the_gateways(values: list[Path]) -> None:
+    from starlette.routing import Route
+
+    from hearth_gateway import cli
+    from hearth_gateway.app import create_app
+    from hearth_gateway.config import GatewayConfig
+    from hearth_gateway.ledger.engine import PATH_ENV
+
+    gateway = find(render(values), "Deployment", "hearth-gateway")
+    spec = gateway["spec"]["template"]["spec"]["containers"][0]
+    args = cli.parser().parse_args(spec["args"])  # exits (fails the test) on an unknown flag
+    assert args.port == spec["ports"][0]["containerPort"] == 8080
+    known = {cli.LEDGER_URL_ENV, cli.REDIS_URL_ENV, cli.PLATFORM_ACCOUNT_ENV, PATH_ENV}
+    assert {e["name"] for e in spec["env"]} <= known
+    paths = {r.path for r in create_app(GatewayConfig()).routes if isinstance(r, Route)}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert spec[probe]["httpGet"]["path"] in paths
