@@ -136,6 +136,8 @@ class KubeEmulator:
         namespace costs one status update (the real controller batches too).
         """
         self._gc_wakeup = asyncio.Event()
+        if self.store.terminating or self.store.created_with_owners:
+            self._gc_wakeup.set()  # work restored from a snapshot
         while True:
             await self._gc_wakeup.wait()
             self._gc_wakeup.clear()

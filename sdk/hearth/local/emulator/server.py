@@ -15,8 +15,10 @@ import asyncio
 import builtins
 import contextlib
 import json
+import os
 import pathlib
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
@@ -171,7 +173,17 @@ class KubeEmulatorServer:
         validators: Iterable[Validator] = (),
         record_requests: bool = False,
         history_size: int = 10_000,
+        state_file: str | pathlib.Path | None = None,
+        save_interval: float = 1.0,
     ) -> None:
+        #: Objects are loaded from this JSON file at start (when it exists), saved to it
+        #: every ``save_interval`` seconds while something changed, and at stop.
+        self.state_file = pathlib.Path(state_file) if state_file is not None else None
+        self.save_interval = save_interval
+        #: Objects of the state file that could not be loaded (their kind is not served).
+        self.restore_skipped: list[str] = []
+        self._saved_rv = -1
+        self._save_lock = threading.Lock()  # the periodic save's thread vs the final save
         self.emulator = KubeEmulator(validators=list(validators), history_size=history_size)
         self.kmock = EmulatorHandler(emulator=self.emulator, record_requests=record_requests)
         self._host = host
@@ -220,7 +232,10 @@ class KubeEmulatorServer:
             raise
         self._write_kubeconfig()
         for namespace in self._namespaces:
-            self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+            if self.get("v1", "Namespace", namespace) is None:  # a restored one stays as it was
+                self.create(
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+                )
         for source in self._crd_sources:
             self.load_crds(source)
 
@@ -233,6 +248,8 @@ class KubeEmulatorServer:
                 self._tmp = None
 
     async def _serve(self) -> None:
+        if self.state_file is not None and self.state_file.exists():
+            self._restore(self.state_file)
         async with self.kmock:
             server = aiohttp.web.Server(self.kmock, handler_cancellation=True)
             runner = aiohttp.web.ServerRunner(server, shutdown_timeout=2.0)
@@ -241,16 +258,62 @@ class KubeEmulatorServer:
             await site.start()
             self.port = int(runner.addresses[0][1])
             controllers = asyncio.create_task(self.emulator.run_controllers())
+            saver = asyncio.create_task(self._save_periodically())
             self._runner.ready.set()
             try:
                 await self._runner.stop_requested.wait()
             finally:
                 self.emulator.close_watches()
                 await asyncio.sleep(0)
-                controllers.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await controllers
+                for task in (controllers, saver):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await runner.cleanup()
+                if self.state_file is not None:
+                    self._write_state(self.emulator.store.snapshot())  # nothing writes now
+
+    # ----- persistence ------------------------------------------------------------------------
+
+    def _restore(self, path: pathlib.Path) -> None:
+        try:
+            snapshot = json.loads(path.read_text())
+            if not isinstance(snapshot, dict):
+                raise ValueError("expected a JSON object")
+            self.restore_skipped = self.emulator.store.restore(snapshot)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RuntimeError(f"cannot load the emulator's objects from {path}: {exc}") from exc
+        self._saved_rv = self.emulator.store.resource_version
+
+    def save_state(self) -> None:
+        """Write every object to ``state_file`` now (thread-safe)."""
+        if self.state_file is None:
+            raise RuntimeError("this emulator has no state_file")
+        self._write_state(self.call(self.emulator.store.snapshot))
+
+    def _write_state(self, snapshot: dict[str, Any]) -> None:
+        """Atomically: a crash leaves the previous file or the new one, never half of one."""
+        assert self.state_file is not None
+        with self._save_lock:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.state_file.with_name(self.state_file.name + ".partial")
+            with partial.open("w") as out:
+                json.dump(snapshot, out, separators=(",", ":"))
+                out.flush()
+                os.fsync(out.fileno())
+            partial.replace(self.state_file)
+            self._saved_rv = int(snapshot["resourceVersion"])
+
+    async def _save_periodically(self) -> None:
+        if self.state_file is None:
+            return
+        while True:
+            await asyncio.sleep(self.save_interval)
+            store = self.emulator.store
+            if store.resource_version != self._saved_rv:
+                # Stored objects are never changed in place: the snapshot can be written
+                # from a worker thread while the loop goes on serving.
+                await asyncio.to_thread(self._write_state, store.snapshot())
 
     def _write_kubeconfig(self) -> None:
         config = {
