@@ -36,6 +36,11 @@ ANNOTATION_ACCELERATOR_TYPE = f"{DOMAIN}/accelerator-type"
 
 SERVER_APP = "hearth-server"
 
+#: On a Deployment: ``disabled`` keeps the built-in autoscaler off it, so that an HPA or a
+#: KEDA ScaledObject alone drives its scale subresource.
+ANNOTATION_AUTOSCALER = f"{DOMAIN}/autoscaler"
+AUTOSCALER_DISABLED = "disabled"
+
 #: The only finalizer Hearth uses, and only on DeployedModels whose adapter is loaded in a
 #: running server: unloading it is cleanup garbage collection cannot do.
 FINALIZER_ADAPTERS = f"{DOMAIN}/unload-adapters"

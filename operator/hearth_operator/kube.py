@@ -178,6 +178,29 @@ class Kube:
             raise
         return result
 
+    def patch_scale(
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        replicas: int,
+        *,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """Set replicas through the scale subresource (``autoscaling/v1 Scale``), the one
+        place replicas are set; with ``resource_version`` a stale read is a 409."""
+        info = KINDS[kind]
+        body: Obj = {"spec": {"replicas": replicas}}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        result: Obj = self._call(
+            "PATCH",
+            f"{info.base_path(namespace)}/{name}/scale",
+            body=body,
+            content_type=MERGE_PATCH,
+        )
+        return result
+
     def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete; False when it was already gone."""
         info = KINDS[kind]

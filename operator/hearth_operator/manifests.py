@@ -47,6 +47,8 @@ def operator_rules() -> list[dict[str, Any]]:
         # Hearth resources: read, annotate/finalize (kopf), status; base DeployedModels.
         _rule(GROUP, HEARTH_KINDS, [*READ, "patch", "update"]),
         _rule(GROUP, [f"{k}/status" for k in HEARTH_KINDS], ["get", "patch", "update"]),
+        # The autoscaler sets replicas through the scale subresource.
+        _rule(GROUP, ["deployments/scale"], ["get", "patch", "update"]),
         # Base DeployedModels of new Deployments; the output Models of fine-tuning jobs.
         _rule(GROUP, ["deployedmodels", "models"], ["create"]),
         # Children of Accounts, Users and Deployments.

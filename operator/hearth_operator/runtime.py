@@ -35,6 +35,7 @@ from .constants import (
 from .context import Context, log
 from .controllers.account import reconcile_account
 from .controllers.api_key import api_keys_of, reconcile_api_key
+from .controllers.autoscaler import autoscale_forever
 from .controllers.dataset import reconcile_dataset
 from .controllers.deployed_model import (
     AdapterLoadFailed,
@@ -90,6 +91,8 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     @kopf.on.startup(registry=registry)
     async def start_resync(**_: Any) -> None:
         resync_tasks.append(asyncio.create_task(resync_forever(ctx, ctx.settings.resync_seconds)))
+        if ctx.settings.autoscaler_enabled:  # its own loop: load is read every few seconds
+            resync_tasks.append(asyncio.create_task(autoscale_forever(ctx)))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_resync(**_: Any) -> None:

@@ -97,6 +97,20 @@ class Settings:
     dataset_mount_root: str = "/mnt/datasets"
     #: Restarts of a training pod before the job is FAILED (it resumes from a checkpoint).
     trainer_backoff_limit: int = 2
+    #: The built-in autoscaler (controllers/autoscaler.py). Off, replicas change only
+    #: through the scale subresource (kubectl scale, the gateway, an HPA or KEDA).
+    autoscaler_enabled: bool = True
+    #: Seconds between two reads of every ready replica's /metrics.
+    autoscaler_interval: float = 5.0
+    #: Seconds one /metrics read may take; a replica that does not answer in time is
+    #: "missing" and its Deployment holds steady.
+    autoscaler_scrape_timeout: float = 2.0
+    #: Requests one replica runs at once (hearth-server --max-num-seqs): the capacity the
+    #: ``default`` load target is a fraction of.
+    autoscaler_replica_concurrency: int = 16
+    #: Multiplies every autoscalingPolicy window. Below 1 only in tests and demos: the CRD
+    #: refuses a scaleToZeroWindow under 5 minutes.
+    autoscaler_window_factor: float = 1.0
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)

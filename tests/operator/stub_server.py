@@ -11,6 +11,12 @@ Like hearth-server, it requires ``$HEARTH_SERVER_API_KEY`` (when set) as a beare
 on every route but /health, and records a refused call as ``"call": "refused"``.
 ``POST /test/kill-engine`` makes /health answer 503 for good while the process stays up
 (as a server whose engine died would, if it did not exit), for the liveness probe to find.
+
+``GET /metrics`` (no token, like hearth-server) exports hearth-server's load gauges and
+counters with the values in ``$STUB_RECORD_DIR/load.json`` (``running``, ``waiting``,
+``kv_cache_usage``, ``generation_tokens``, ``requests_finished``; zero when absent), read
+at every scrape, so a test sets the load the autoscaler sees on every replica at once;
+``{"fail": true}`` there makes /metrics answer 500.
 """
 
 from __future__ import annotations
@@ -22,6 +28,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 loaded: set[str] = set()
+#: hearth-server's metric names and the load.json keys that set them.
+METRICS = (
+    ("hearth:num_requests_running", "running"),
+    ("hearth:num_requests_waiting", "waiting"),
+    ("hearth:kv_cache_usage_perc", "kv_cache_usage"),
+    ("hearth:generation_tokens_total", "generation_tokens"),
+    ("hearth:request_success_total", "requests_finished"),
+)
 engine_dead = False
 
 
@@ -47,8 +61,28 @@ class Handler(BaseHTTPRequestHandler):
         key = os.environ.get("HEARTH_SERVER_API_KEY")
         return not key or self.headers.get("Authorization") == f"Bearer {key}"
 
+    def metrics(self) -> None:
+        path = Path(os.environ["STUB_RECORD_DIR"]) / "load.json"
+        load = json.loads(path.read_text()) if path.exists() else {}
+        if load.get("fail"):  # a replica whose metrics endpoint fails
+            self.reply(500, {"error": {"message": "metrics failed (test)"}})
+            return
+        lines = []
+        for name, key in METRICS:
+            kind = "counter" if name.endswith("_total") else "gauge"
+            family = name.removesuffix("_total")
+            lines += [f"# TYPE {family} {kind}", f'{name}{{model_name="stub"}} {load.get(key, 0)}']
+        data = ("\n".join(lines) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_GET(self) -> None:
-        if self.path == "/health":
+        if self.path == "/metrics":
+            self.metrics()
+        elif self.path == "/health":
             if engine_dead:
                 self.reply(503, {"error": {"message": "engine failed: killed by the test"}})
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import ConfigDict, Field
@@ -207,6 +208,27 @@ class ReplicaStats(CamelModel):
     ready_replica_count: int = 0
 
 
+class AutoscalingStatus(CamelModel):
+    """What the autoscaler last measured, against the policy's targets."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    current_load: dict[str, float] = Field(
+        default_factory=dict,
+        description="Load per ready replica in the last sample, by loadTargets key.",
+    )
+    load_targets: dict[str, float] = Field(
+        default_factory=dict, description="The targets the load is compared with."
+    )
+    recommended_replica_count: int | None = Field(
+        default=None, ge=0, description="Replicas the last sample's load asks for."
+    )
+    sampled_replica_count: int = Field(
+        default=0, ge=0, description="Ready replicas whose /metrics were read."
+    )
+    sample_time: datetime | None = Field(default=None, description="When the sample was taken.")
+
+
 class DeploymentStatus(StatusBase):
     state: DeploymentState = DeploymentState.STATE_UNSPECIFIED
     replica_count: int = Field(default=0, ge=0, description="Replicas that exist now.")
@@ -214,6 +236,14 @@ class DeploymentStatus(StatusBase):
     replica_stats: ReplicaStats | None = None
     endpoint: str | None = Field(default=None, description="In-cluster URL of the Service.")
     selector: str | None = Field(default=None, description="Label selector of the replicas.")
+    last_scale_time: datetime | None = Field(
+        default=None,
+        description="When the replica count last changed (autoscaler, scale from zero, or a "
+        "manual scale).",
+    )
+    autoscaling: AutoscalingStatus | None = Field(
+        default=None, description="The autoscaler's last load sample against its targets."
+    )
 
 
 class Deployment(Resource[DeploymentSpec, DeploymentStatus]):
