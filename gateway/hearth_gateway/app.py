@@ -20,6 +20,8 @@ from .api import anthropic, models, openai
 from .api.state import gateway_of
 from .cluster import ClusterCache, KubeClient, load_configuration
 from .config import GatewayConfig
+from .control import open_control
+from .control import routes as control_routes
 from .errors import Dialect, error_response
 from .gateway import Gateway
 from .ledger import open_ledger
@@ -106,9 +108,11 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> Starlet
             return
         opened = await open_gateway(config)
         app.state.gateway = opened
+        app.state.control = open_control(config, opened)
         try:
             yield {}
         finally:
+            await app.state.control.kube.close()
             await close_gateway(opened)
 
     return Starlette(
@@ -116,6 +120,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> Starlet
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *API_ROUTES,
+            *control_routes,
             Mount("/inference", routes=list(API_ROUTES)),
         ],
         exception_handlers={HTTPException: _http_error},

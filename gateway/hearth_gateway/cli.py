@@ -16,6 +16,7 @@ log = logging.getLogger("hearth_gateway")
 LEDGER_URL_ENV = "HEARTH_GATEWAY_LEDGER_URL"
 REDIS_URL_ENV = "HEARTH_GATEWAY_REDIS_URL"
 PLATFORM_ACCOUNT_ENV = "HEARTH_PLATFORM_ACCOUNT"
+UPLOAD_SECRET_ENV = "HEARTH_GATEWAY_UPLOAD_SECRET"
 
 
 def positive(value: str) -> float:
@@ -63,6 +64,30 @@ def parser() -> argparse.ArgumentParser:
         default=300.0,
         help="seconds a request waits for a deployment to get a ready replica (default 300)",
     )
+    p.add_argument(
+        "--public-url",
+        help="URL clients reach this gateway at, for dataset upload URLs (default: from "
+        "each request's Host and X-Forwarded-Proto)",
+    )
+    p.add_argument(
+        "--upload-dir",
+        help="where dataset uploads are written: the accounts' artifact storage as mounted "
+        "here ({account} is replaced by the account); default: uploads disabled",
+    )
+    p.add_argument(
+        "--upload-max-bytes",
+        type=int,
+        default=1024**3,
+        help="largest file one upload URL accepts (default 1 GiB)",
+    )
+    p.add_argument(
+        "--control-requests-per-minute",
+        type=int,
+        default=0,
+        help="control-plane requests per account and minute, 429 above (default 0: no limit)",
+    )
+    p.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--ssl-keyfile", help="the certificate's private key (PEM)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -75,6 +100,11 @@ def config_of(args: argparse.Namespace) -> GatewayConfig:
         ledger_url=args.ledger_url or None,
         redis_url=args.redis_url or None,
         scale_from_zero_timeout=args.scale_from_zero_timeout,
+        public_url=args.public_url or None,
+        upload_dir=args.upload_dir or None,
+        upload_secret=os.environ.get(UPLOAD_SECRET_ENV) or None,
+        upload_max_bytes=args.upload_max_bytes,
+        control_requests_per_minute=args.control_requests_per_minute,
     )
 
 
@@ -93,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=30,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
     return 0
 

@@ -28,3 +28,14 @@ class GatewayConfig:
     upstream_read_timeout: float = 600.0
     #: How long startup waits for the first list of every kind.
     cache_sync_timeout: float = 60.0
+    #: The URL clients reach the gateway at (for upload URLs); None: from each request.
+    public_url: str | None = None
+    #: Where dataset uploads are written (the accounts' artifact storage as mounted here;
+    #: ``{account}`` is replaced by the account); None disables uploads.
+    upload_dir: str | None = None
+    #: HMAC key of upload URLs (shared by replicas); None: random per process.
+    upload_secret: str | None = None
+    #: Largest file accepted by an upload URL.
+    upload_max_bytes: int = 1024 * 1024 * 1024
+    #: Control-plane requests per account and minute (0: unlimited).
+    control_requests_per_minute: int = 0

@@ -1,0 +1,111 @@
+"""Model <-> ``accounts/<a>/models/<m>``.
+
+Hearth needs to know where the weights are: ``model.source.uri`` (a Hearth field, e.g.
+``hf://org/repo`` or ``pvc://artifacts/path``), or Fireworks' ``huggingFaceUrl``
+(``https://huggingface.co/org/repo`` becomes ``hf://org/repo``). Uploading weights
+through the API (``:getUploadEndpoint`` for models) is not built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .common import (
+    Directory,
+    Json,
+    Obj,
+    ResourceKind,
+    base_json,
+    copy_fields,
+    new_object,
+    spec_from_body,
+)
+from .errors import invalid
+
+SPEC_FIELDS = (
+    "kind",
+    "source",
+    "displayName",
+    "description",
+    "baseModelDetails",
+    "peftDetails",
+    "public",
+    "conversationConfig",
+    "contextLength",
+    "supportsLora",
+    "supportsTools",
+    "supportsImageInput",
+    "tunable",
+    "defaultSamplingParams",
+)
+STATUS_FIELDS = ("supportsServerless", "deployedModelRefs", "fineTuningJob")
+#: Output-only Fireworks fields a client may send back (ignored).
+IGNORED = ("calibrated", "importedFrom", "deployedModelRefs", "supportsServerless", "fineTuningJob")
+HF_PREFIX = "https://huggingface.co/"
+
+
+def to_json(obj: Obj, directory: Directory) -> Json:
+    spec = obj.get("spec") or {}
+    out = base_json(obj, "models", directory)
+    out.update(copy_fields(spec, SPEC_FIELDS))
+    out.setdefault("kind", "HF_PEFT_ADDON")
+    out.update(copy_fields(obj.get("status") or {}, STATUS_FIELDS))
+    uri = (spec.get("source") or {}).get("uri")
+    if isinstance(uri, str) and uri.startswith("hf://"):
+        out["huggingFaceUrl"] = HF_PREFIX + uri.removeprefix("hf://").split("@", 1)[0]
+    return out
+
+
+def _source_of_hf_url(url: object) -> Json:
+    if not isinstance(url, str) or not url.startswith(HF_PREFIX):
+        raise invalid(f"model.huggingFaceUrl: expected {HF_PREFIX}<org>/<repo>, got {url!r}")
+    repo = url.removeprefix(HF_PREFIX).strip("/")
+    if repo.count("/") != 1:
+        raise invalid(f"model.huggingFaceUrl: expected {HF_PREFIX}<org>/<repo>, got {url!r}")
+    return {"uri": f"hf://{repo}"}
+
+
+def create(account: str, model_id: str, body: Mapping[str, Any], creator: str) -> Obj:
+    fields = dict(body)
+    hf_url = fields.pop("huggingFaceUrl", None)
+    spec = spec_from_body(fields, allowed=SPEC_FIELDS, where="model", ignored=IGNORED)
+    if "source" not in spec:
+        if hf_url is None:
+            raise invalid(
+                "model.source.uri: required: where the weights are (hf://org/repo, "
+                "pvc://artifacts/path, builtin://...), or model.huggingFaceUrl; uploading "
+                "model files through the API is not supported by Hearth yet"
+            )
+        spec["source"] = _source_of_hf_url(hf_url)
+    return new_object("Model", model_id, account, spec, creator)
+
+
+MODELS = ResourceKind(
+    kind="Model",
+    plural="models",
+    collection="models",
+    list_key="models",
+    to_json=to_json,
+    fields=frozenset(
+        {"name", "createTime", "updateTime", "state", "status", "createdBy", "huggingFaceUrl"}
+    )
+    | frozenset(SPEC_FIELDS)
+    | frozenset(STATUS_FIELDS),
+    filterable=("state", "kind", "public", "displayName", "supportsServerless", "createdBy"),
+    updatable=frozenset(
+        {
+            "displayName",
+            "description",
+            "public",
+            "conversationConfig",
+            "contextLength",
+            "supportsLora",
+            "supportsTools",
+            "supportsImageInput",
+            "tunable",
+            "defaultSamplingParams",
+            "baseModelDetails",
+        }
+    ),
+)
