@@ -1,6 +1,4 @@
-"""``hearthctl``: the command line for Hearth users (firectl's counterpart).
-
-Commands that need no cluster:
+"""``hearthctl`` commands that need no gateway or cluster:
 
 * ``hearthctl validate PATH...``: check manifests against Hearth's CRDs and CEL rules,
   offline, with the API server's wording. Exit status 1 when anything is invalid.
@@ -24,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from . import names
-from .crd import build_crds, render
-from .manifests import ManifestError, load_documents
-from .validation import UnknownKindError, Validator, default_validator
+from .. import names
+from ..crd import build_crds, render
+from ..manifests import ManifestError, load_documents
+from ..validation import UnknownKindError, Validator, default_validator
 
 #: (API group, kind, namespace, name): what makes two manifests the same object.
 Identity = tuple[str, str, str, str]
@@ -175,12 +173,7 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hearthctl", description="Hearth command line (no cluster needed for these)."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate = commands.add_parser("validate", help="check manifests against Hearth's CRDs")
     validate.add_argument("paths", nargs="+", help="YAML files or directories")
     validate.add_argument("--crds", help="validate against CRD files in this directory instead")
@@ -203,14 +196,3 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds = commands.add_parser("crds", help="print the CustomResourceDefinitions")
     crds.set_defaults(handler=_crds)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler = args.handler
-    return int(handler(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
