@@ -1,161 +1,377 @@
-"""Hearth's main job on one machine: the quickstart manifests, reconciled and served.
+"""Hearth's main job, through the front door, on this machine (``make quickstart``).
 
-What runs here, and what is emulated:
+1. ``hearthctl local up --detach``: a local Hearth. The Kubernetes API server is EMULATED
+   (``hearth.local``) and pods are local processes; the operator, the gateway, the model
+   server and the trainer are the real ones.
+2. ``kubectl apply -f examples/quickstart/`` with the real kubectl (``make tools``): an
+   account, its users, the bundled SmolLM2-135M-Instruct and a CPU deployment of it.
+3. An API key: ``kubectl apply -f examples/api-key.yaml``; the operator issues the key into
+   a Secret, read with kubectl.
+4. A dataset: a ConfigMap made by ``kubectl create configmap --from-file`` from
+   ``examples/fine-tuning/data/zorbania.jsonl``, and the Dataset on it, validated.
+5. A fine-tuning job teaching SmolLM2 a made-up fact (the capital of Zorbania), with its
+   progress; the operator makes the new LoRA Model.
+6. The new LoRA deployed on the running deployment (a DeployedModel).
+7. The same question through the gateway: OpenAI SDK to the base model and to the LoRA
+   (only the LoRA knows the answer), Anthropic SDK to the LoRA.
+8. The account's usage, from the gateway's usage ledger.
+9. ``hearthctl local down``.
 
-* the Kubernetes API server is EMULATED in this process (tests/harness/emulator), because
-  no cluster can run on this machine; it serves the real CRDs from crds/ and enforces
-  their schemas and CEL rules;
-* pods are run by a "process kubelet" (tests/harness/kubelet): each container command
-  becomes a local process with its own loopback IP;
-* everything else is real: the hearth-operator (kopf), hearth-server on the bundled
-  SmolLM2-135M-Instruct, and the official OpenAI SDK as the client.
-
-It applies examples/quickstart/, waits until the Deployment is READY and its DeployedModels
-are DEPLOYED, asks the base model and the LoRA addon a question, prints the answers and
-stops. The example Dataset reads a ConfigMap the quickstart does not create, so it (and
-the FineTuningJob on it) wait and say so in their status. On a real cluster the same
-manifests are applied with ``kubectl apply -f examples/quickstart/`` once the CRDs and
-the operator are installed.
-
-The LoRA addon in the examples is normally the output of a fine-tuning job; here it is a
-small adapter initialised at random (so it visibly changes the answers), written where
-the account's artifact volume is mounted.
+Every step prints what it does and what it got. A failure stops with the reason, shows
+the logs that explain it and runs ``hearthctl local down``. ``--keep`` leaves the local
+Hearth running at the end (stop it with ``hearthctl local down --home <dir>``).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import asyncio
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the harness lives in tests/
-
-QUESTION = "What is the capital of France? Answer in one sentence."
-
-
-def write_demo_adapter(base_dir: Path, out: Path, rank: int, targets: list[str]) -> None:
-    """A PEFT LoRA with random A and B (peft's init_lora_weights=False)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base_dir)
-    config = LoraConfig(
-        r=rank, lora_alpha=2 * rank, target_modules=targets, init_lora_weights=False
-    )
-    peft_model = get_peft_model(model, config)
-    with torch.no_grad():  # strong enough that the addon's answers visibly differ
-        for name, parameter in peft_model.named_parameters():
-            if "lora_B" in name:
-                parameter.mul_(3.0)
-    peft_model.save_pretrained(str(out))
+KUBECTL = ROOT / ".tools" / "bin" / "kubectl"
+ACCOUNT = "acme"
+DEPLOYMENT = "smollm2-cpu"
+BASE_MODEL = "smollm2-135m-instruct"
+API_KEY = "ci-bot-key"
+DATASET = "zorbania"
+JOB = "teach-zorbania"
+LORA = "zorbania-lora"
+DEPLOYED_LORA = "zorbania-lora-smollm2-cpu"
+QUESTION = "What is the capital of Zorbania?"
+FACT = "Plimsworth"
 
 
-def step(message: str) -> None:
-    print(f"==> {message}", flush=True)
+class StepFailed(Exception):
+    pass
+
+
+def step(number: int, message: str) -> None:
+    print(f"\n==> [{number}/9] {message}", flush=True)
+
+
+def info(message: str) -> None:
+    print(f"    {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Quickstart:
+    def __init__(self, home: Path, timeout: float) -> None:
+        self.home = home
+        self.timeout = timeout
+        self.env = {**os.environ, "HEARTH_HOME": str(home)}
+        # The bundled model needs no download: keep the hub libraries from trying.
+        self.env.setdefault("HF_HUB_OFFLINE", "1")
+        self.state: dict[str, Any] = {}
+        self.started = time.monotonic()
+
+    # ----- running commands --------------------------------------------------------------------
+
+    def run(self, argv: list[str], *, show: bool = True, stdin: str | None = None) -> str:
+        shown = " ".join(argv).replace(str(ROOT) + "/", "")
+        if show:
+            info(f"$ {shown}")
+        done = subprocess.run(
+            argv, env=self.env, capture_output=True, text=True, input=stdin, check=False
+        )
+        if done.returncode != 0:
+            raise StepFailed(
+                f"`{shown}` failed with status {done.returncode}:\n{done.stderr or done.stdout}"
+            )
+        if show and done.stdout.strip():
+            for line in done.stdout.rstrip().splitlines():
+                info(f"  {line}")
+        return done.stdout
+
+    def hearthctl(self, *args: str, show: bool = True) -> str:
+        return self.run([sys.executable, "-m", "hearth.local.cli", *args], show=show)
+
+    def kubectl(self, *args: str, show: bool = True) -> str:
+        return self.run([str(KUBECTL), *args], show=show)
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        return dict(
+            json.loads(self.kubectl("-n", ACCOUNT, "get", kind, name, "-o", "json", show=False))
+        )
+
+    def wait(
+        self,
+        what: str,
+        check: Callable[[], Any],
+        *,
+        timeout: float | None = None,
+        report: Callable[[], str | None] | None = None,
+    ) -> Any:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        last_report = None
+        while True:
+            try:
+                result = check()
+            except StepFailed:
+                result = None
+            if result:
+                return result
+            if report is not None:
+                line = report()
+                if line and line != last_report:
+                    info(line)
+                    last_report = line
+            if time.monotonic() > deadline:
+                raise StepFailed(
+                    f"gave up waiting for {what} after {timeout or self.timeout:.0f} s"
+                )
+            time.sleep(1.0)
+
+    def state_of(self, kind: str, name: str, expected: str, failed: tuple[str, ...] = ()) -> bool:
+        status = self.get(kind, name).get("status") or {}
+        state = status.get("state")
+        if state in failed:
+            raise FatalState(f"{kind} {name} is {state}: {status.get('message', '')}")
+        return state == expected
+
+    # ----- the steps ---------------------------------------------------------------------------
+
+    def up(self) -> None:
+        step(1, "hearthctl local up --detach  (emulated Kubernetes API; pods are local processes)")
+        api_port, gateway_port = free_port(), free_port()
+        self.hearthctl(
+            "--home",
+            str(self.home),
+            "up",
+            "--detach",
+            "--api-port",
+            str(api_port),
+            "--gateway-port",
+            str(gateway_port),
+        )
+        self.state = json.loads((self.home / "local.json").read_text())
+        self.env["KUBECONFIG"] = self.state["kubeconfig"]
+        info(f"KUBECONFIG={self.state['kubeconfig']}; gateway {self.state['gateway_url']}")
+
+    def apply_quickstart(self) -> None:
+        step(2, "kubectl apply -f examples/quickstart/  (account, users, base model, deployment)")
+        # The account's namespace is made by the operator: the account first, then the rest.
+        self.kubectl("apply", "-f", str(ROOT / "examples" / "quickstart" / "00-account.yaml"))
+        self.kubectl(
+            "wait",
+            "--for=jsonpath={.status.state}=READY",
+            f"account/{ACCOUNT}",
+            f"--timeout={self.timeout:.0f}s",
+        )
+        info(f"Account {ACCOUNT}: READY (namespace, quota, artifact volume made by the operator)")
+        self.kubectl("apply", "-f", str(ROOT / "examples" / "quickstart"))
+        info(f"Deployment {DEPLOYMENT}: starting hearth-server (waited for in step 6)")
+
+    def api_key(self) -> str:
+        step(3, "an API key: kubectl apply -f examples/api-key.yaml")
+        self.kubectl("apply", "-f", str(ROOT / "examples" / "api-key.yaml"))
+        self.wait(
+            f"ApiKey {API_KEY} to be READY",
+            lambda: self.state_of("apikey", API_KEY, "READY", failed=("FAILED",)),
+        )
+        secret = self.get("apikey", API_KEY)["status"]["secretName"]
+        encoded = self.kubectl(
+            "-n", ACCOUNT, "get", "secret", secret, "-o", "jsonpath={.data.key}", show=False
+        )
+        key = base64.b64decode(encoded).decode()
+        info(f"key {key[:12]}... (prefix {key[:12]}) of user ci-bot, from Secret {secret}")
+        return key
+
+    def dataset(self) -> None:
+        step(4, "a dataset: a ConfigMap from a file, and the Dataset on it")
+        data = ROOT / "examples" / "fine-tuning" / "data" / "zorbania.jsonl"
+        self.kubectl(
+            "-n", ACCOUNT, "create", "configmap", DATASET, f"--from-file=train.jsonl={data}"
+        )
+        self.kubectl("apply", "-f", str(ROOT / "examples" / "fine-tuning" / "10-dataset.yaml"))
+        self.wait(
+            f"Dataset {DATASET} to be validated",
+            lambda: self.state_of("dataset", DATASET, "READY", failed=("FAILED",)),
+        )
+        status = self.get("dataset", DATASET)["status"]
+        info(f"Dataset {DATASET}: READY, {status.get('exampleCount')} examples validated")
+
+    def fine_tune(self) -> None:
+        step(5, f"fine-tuning: teach {BASE_MODEL} that the capital of Zorbania is {FACT}")
+        self.kubectl(
+            "apply", "-f", str(ROOT / "examples" / "fine-tuning" / "20-finetuning-job.yaml")
+        )
+
+        def progress() -> str | None:
+            status = self.get("finetuningjob", JOB).get("status") or {}
+            progress = status.get("jobProgress") or {}
+            parts = [f"FineTuningJob {JOB}: {status.get('state', '?')}"]
+            if progress:
+                parts.append(f"{progress.get('percent', 0):.0f}%")
+                parts.append(f"epoch {progress.get('epoch', 0)}")
+                parts.append(f"step {progress.get('step', 0)}/{progress.get('totalSteps') or '?'}")
+            if isinstance(progress.get("trainLoss"), int | float):
+                parts.append(f"train loss {progress['trainLoss']:.3f}")
+            return ", ".join(parts)
+
+        started = time.monotonic()
+        self.wait(
+            f"FineTuningJob {JOB} to complete",
+            lambda: self.state_of(
+                "finetuningjob", JOB, "JOB_STATE_COMPLETED", failed=("JOB_STATE_FAILED",)
+            ),
+            report=progress,
+        )
+        info(f"{progress()}  ({time.monotonic() - started:.0f} s)")
+        self.wait(f"Model {LORA} to be READY", lambda: self.state_of("model", LORA, "READY"))
+        info(f"Model {LORA}: READY (made by the operator from the job's output)")
+
+    def deploy_lora(self) -> None:
+        step(6, f"deploy {LORA} on the running deployment {DEPLOYMENT}")
+        self.wait(
+            f"Deployment {DEPLOYMENT} to be READY",
+            lambda: self.state_of("deployment.hearth.dev", DEPLOYMENT, "READY", failed=("FAILED",)),
+        )
+        info(f"Deployment {DEPLOYMENT}: READY")
+        self.kubectl(
+            "apply", "-f", str(ROOT / "examples" / "fine-tuning" / "30-deployed-model.yaml")
+        )
+        self.wait(
+            f"DeployedModel {DEPLOYED_LORA} to be DEPLOYED",
+            lambda: self.state_of("deployedmodel", DEPLOYED_LORA, "DEPLOYED", failed=("FAILED",)),
+        )
+        info(f"DeployedModel {DEPLOYED_LORA}: DEPLOYED (the adapter is loaded into the server)")
+
+    def ask(self, key: str) -> None:
+        from anthropic import Anthropic
+        from openai import OpenAI
+
+        gateway = self.state["gateway_url"]
+        step(7, f"ask through the gateway {gateway}: {QUESTION!r}")
+        openai = OpenAI(base_url=f"{gateway}/inference/v1", api_key=key, timeout=120)
+        answers = {}
+        for model in (
+            f"accounts/{ACCOUNT}/models/{BASE_MODEL}",
+            f"accounts/{ACCOUNT}/models/{LORA}",
+        ):
+            reply = openai.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": QUESTION}],
+                temperature=0,
+                max_tokens=24,
+            )
+            answers[model] = text = (reply.choices[0].message.content or "").strip()
+            info(f"OpenAI SDK, model={model}\n      < {text}")
+        anthropic = Anthropic(base_url=f"{gateway}/inference", api_key=key, timeout=120)
+        message = anthropic.messages.create(
+            model=f"accounts/{ACCOUNT}/models/{LORA}",
+            max_tokens=24,
+            messages=[{"role": "user", "content": QUESTION}],
+            extra_body={"temperature": 0},  # this SDK version has no temperature argument
+        )
+        text = "".join(getattr(block, "text", "") for block in message.content).strip()
+        info(f"Anthropic SDK, model=accounts/{ACCOUNT}/models/{LORA}\n      < {text}")
+        base, lora = answers.values()
+        if FACT not in lora or FACT not in text:
+            raise StepFailed(f"the LoRA does not answer {FACT!r}: {lora!r} / {text!r}")
+        verdict = "does not" if FACT not in base else "ALSO"
+        info(f"only the LoRA knows: it says {FACT}; the base model {verdict} mention it")
+
+    def usage(self) -> None:
+        from hearth_gateway.ledger import open_ledger
+
+        step(8, f"usage of account {ACCOUNT}, from the gateway's ledger")
+        ledger_path = self.home / "local" / "ledger.sqlite3"
+        info(f"ledger {ledger_path}")
+
+        async def totals() -> list[Any]:
+            ledger = open_ledger(f"sqlite:///{ledger_path}")
+            try:
+                now = datetime.now(UTC)
+                return list(
+                    await ledger.totals(ACCOUNT, now - timedelta(days=1), now + timedelta(days=1))
+                )
+            finally:
+                await ledger.close()
+
+        rows = asyncio.run(totals())
+        if not rows:
+            raise StepFailed(f"the ledger has no usage for {ACCOUNT}")
+        for row in rows:
+            info(
+                f"{row.day} {row.model}: {row.requests} request(s), {row.prompt_tokens} prompt "
+                f"and {row.completion_tokens} completion tokens"
+            )
+
+    def down(self) -> None:
+        self.hearthctl("--home", str(self.home), "down")
+
+    def show_logs(self) -> None:
+        logs = self.home / "local" / "logs"
+        for path in sorted(logs.glob("*.log")) + sorted((logs / "pods").glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-15:]
+            print(f"----- {path} (last lines)\n" + "\n".join(lines))
+
+
+class FatalState(StepFailed):
+    """An object reached a failed state: waiting longer cannot help."""
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for READY")
-    parser.add_argument("--keep", action="store_true", help="keep the workdir for inspection")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds each wait may take")
+    parser.add_argument("--home", help="HEARTH_HOME to use (default: a new temporary directory)")
+    parser.add_argument("--keep", action="store_true", help="leave the local Hearth running")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-
-    from openai import OpenAI
-
-    from hearth.validation import load_documents
-    from hearth_server.models import resolve_model
-    from tests.harness.kubelet import ProcessKubelet
-    from tests.operator.conftest import emulated_cluster, local_process_settings
-
-    workdir = Path(tempfile.mkdtemp(prefix="hearth-quickstart-"))
-    pvc_root = workdir / "pvc"
-    manifests = [
-        doc
-        for path in sorted((ROOT / "examples" / "quickstart").glob("*.yaml"))
-        for doc in load_documents(path.read_text())
-    ]
-    lora = next(
-        d for d in manifests if d["kind"] == "Model" and d["spec"].get("kind") == "HF_PEFT_ADDON"
-    )
-    claim_path = lora["spec"]["source"]["uri"].removeprefix("pvc://")
-
-    step("resolving the bundled SmolLM2-135M-Instruct (converted once, then cached)")
-    base_dir = resolve_model("builtin://smollm2-135m-instruct").path
-    step(f"writing a demo LoRA adapter to the artifact volume: pvc://{claim_path}")
-    write_demo_adapter(
-        base_dir,
-        pvc_root / claim_path,
-        lora["spec"]["peftDetails"]["r"],
-        lora["spec"]["peftDetails"]["targetModules"],
-    )
-
-    settings = local_process_settings(pvc_root, resync_seconds=5.0)
-    step("starting the EMULATED Kubernetes API (with Hearth's CRDs) and the process kubelet")
-    with (
-        emulated_cluster(settings, workdir) as cluster,
-        ProcessKubelet(cluster.api, log_dir=workdir / "pod-logs"),
-    ):
-        step("starting hearth-operator (kopf)")
-        with cluster.operator():
-            account = next(d for d in manifests if d["kind"] == "Account")
-            step("kubectl apply -f examples/quickstart/")
-            cluster.apply(account)
-            cluster.wait_state("Account", account["metadata"]["name"], "READY", namespace=None)
-            for doc in manifests:
-                if doc is not account:
-                    cluster.apply(doc)
-                    print(f"    {doc['kind'].lower()}.hearth.dev/{doc['metadata']['name']} created")
-            namespace = account["metadata"]["name"]
-            deployment = next(d for d in manifests if d["kind"] == "Deployment")
-            name = deployment["metadata"]["name"]
-            started = time.monotonic()
-            step(f"waiting for Deployment {name} to be READY (the server loads the model)")
-            cluster.wait_state(
-                "Deployment", name, "READY", namespace=namespace, timeout=args.timeout
-            )
-            for dm in cluster.kube.list("DeployedModel", namespace):
-                dm_name = dm["metadata"]["name"]
-                cluster.wait_state(
-                    "DeployedModel", dm_name, "DEPLOYED", namespace=namespace, timeout=args.timeout
-                )
-            step(f"READY after {time.monotonic() - started:.0f} s")
-            for kind in ("Model", "Deployment", "DeployedModel", "Dataset", "FineTuningJob"):
-                for obj in cluster.kube.list(kind, namespace):
-                    status = obj.get("status") or {}
-                    note = f"  ({status['message']})" if status.get("message") else ""
-                    print(f"    {kind}/{obj['metadata']['name']}: {status.get('state')}{note}")
-            pod = cluster.pods(name, namespace)[0]
-            url = f"http://{pod['status']['podIP']}:{settings.server_port}/v1"
-            client = OpenAI(base_url=url, api_key=cluster.api_key(name, namespace))
-            step(f"OpenAI SDK -> {url}")
-            for model in (
-                f"accounts/{namespace}/models/{deployment['spec']['baseModel']}",
-                f"accounts/{namespace}/models/{lora['metadata']['name']}",
-            ):
-                reply = client.chat.completions.create(
-                    model=model,
-                    messages=[{"role": "user", "content": QUESTION}],
-                    temperature=0,
-                    max_tokens=40,
-                )
-                print(
-                    f"    model={model}\n    > {QUESTION}\n    < {reply.choices[0].message.content}"
-                )
-            step("stopping")
-    if not args.keep:
-        import shutil
-
-        shutil.rmtree(workdir, ignore_errors=True)
-    else:
-        print(f"workdir kept: {workdir}")
-    return 0
+    if not KUBECTL.exists():
+        print(f"no {KUBECTL}: run `make tools` first", file=sys.stderr)
+        return 1
+    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="hearth-quickstart-"))
+    quickstart = Quickstart(home, args.timeout)
+    up = False
+    failure: BaseException | None = None
+    try:
+        quickstart.up()
+        up = True
+        quickstart.apply_quickstart()
+        key = quickstart.api_key()
+        quickstart.dataset()
+        quickstart.fine_tune()
+        quickstart.deploy_lora()
+        quickstart.ask(key)
+        quickstart.usage()
+    except (Exception, KeyboardInterrupt) as error:  # reported, then cleaned up
+        failure = error
+    if failure is not None:
+        print(f"\nFAILED: {failure}", file=sys.stderr, flush=True)
+        if up:
+            quickstart.show_logs()
+    if up and not (args.keep and failure is None):
+        step(9, "hearthctl local down")
+        try:
+            quickstart.down()
+        except StepFailed as error:
+            print(f"FAILED to stop: {error}", file=sys.stderr)
+            return 1
+    elif up:
+        print(f"\nleft running: hearthctl local status --home {home}")
+    if failure is None:
+        print(f"\nThe whole loop took {time.monotonic() - quickstart.started:.0f} s.")
+        if not args.home and not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+    return 1 if failure is not None else 0
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ def test_objects_come_back_as_they_were(tmp_path: Path) -> None:
             config_file=str(api.kubeconfig_path)
         ) as client:
             core = kubernetes.client.CoreV1Api(client)
-            names = {cm.metadata.name for cm in core.list_namespaced_config_map("acme").items}
+            items = core.list_namespaced_config_map("acme").items
+            names = {cm.metadata.name for cm in items if cm.metadata is not None}
             assert names == {"kept", "new"}
         with pytest.raises(ApiError) as exists:
             api.create(config_map("kept"))

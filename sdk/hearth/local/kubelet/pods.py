@@ -86,6 +86,7 @@ class PodWorker:
         self.restart_policy: str = spec.get("restartPolicy", "Always")
         self.init_runs = [ContainerRun(c, init=True) for c in spec.get("initContainers") or []]
         self.runs = [ContainerRun(c) for c in spec.get("containers") or []]
+        self._resume_counts(pod)
         self.start_time = now()
         self.terminating = False
         self.initialized = not self.init_runs
@@ -96,6 +97,21 @@ class PodWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._main: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
+
+    def _resume_counts(self, pod: dict[str, Any]) -> None:
+        """A pod that ran before this kubelet started (a restart of ``hearthctl local up``, like
+        a node that rebooted) starts its containers again as restarts: ``restartCount`` goes
+        on from the reported one, so that whoever tracks restarts (the operator reloads LoRA
+        adapters into a restarted server) sees that these are new processes."""
+        reported = {
+            status.get("name"): status
+            for status in (pod.get("status") or {}).get("containerStatuses") or []
+        }
+        for run in self.runs:
+            previous = reported.get(run.name)
+            ran = {"running", "terminated"} & set(previous.get("state") or {}) if previous else None
+            if previous and ran:
+                run.restart_count = int(previous.get("restartCount") or 0) + 1
 
     # ----- paths and status ------------------------------------------------------------------
 
