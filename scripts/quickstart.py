@@ -42,6 +42,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 KUBECTL = ROOT / ".tools" / "bin" / "kubectl"
+HEARTHCTL = str(Path(sys.executable).parent / "hearthctl")  # this environment's hearthctl
 ACCOUNT = "acme"
 DEPLOYMENT = "smollm2-cpu"
 BASE_MODEL = "smollm2-135m-instruct"
@@ -101,7 +102,7 @@ class Quickstart:
         return done.stdout
 
     def hearthctl(self, *args: str, show: bool = True) -> str:
-        return self.run([sys.executable, "-m", "hearth.local.cli", *args], show=show)
+        return self.run([HEARTHCTL, "local", *args], show=show)
 
     def kubectl(self, *args: str, show: bool = True) -> str:
         return self.run([str(KUBECTL), *args], show=show)
@@ -152,9 +153,9 @@ class Quickstart:
         step(1, "hearthctl local up --detach  (emulated Kubernetes API; pods are local processes)")
         api_port, gateway_port = free_port(), free_port()
         self.hearthctl(
+            "up",
             "--home",
             str(self.home),
-            "up",
             "--detach",
             "--api-port",
             str(api_port),
@@ -316,7 +317,7 @@ class Quickstart:
             )
 
     def down(self) -> None:
-        self.hearthctl("--home", str(self.home), "down")
+        self.hearthctl("down", "--home", str(self.home))
 
     def show_logs(self) -> None:
         logs = self.home / "local" / "logs"

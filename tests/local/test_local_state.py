@@ -223,11 +223,11 @@ def test_status_and_down_when_nothing_runs(
     paths: LocalPaths, capsys: pytest.CaptureFixture[str]
 ) -> None:
     home = ["--home", str(paths.home)]
-    assert cli.main([*home, "status"]) == 1
+    assert cli.main(["status", *home]) == 1
     assert f"no local Hearth is running (no state file {paths.state_file})" in (
         capsys.readouterr().out
     )
-    assert cli.main([*home, "down"]) == 0
+    assert cli.main(["down", *home]) == 0
     assert "no local Hearth is running" in capsys.readouterr().out
 
 
@@ -236,10 +236,10 @@ def test_status_of_a_crashed_run_says_stale_and_down_cleans_it(
 ) -> None:
     home = ["--home", str(paths.home)]
     write_state(paths.state_file, a_state(dead_pid(), run_id="gone"))
-    assert cli.main([*home, "status"]) == 1
+    assert cli.main(["status", *home]) == 1
     assert "not running: the state file" in capsys.readouterr().out
     assert paths.state_file.exists(), "status changes nothing"
-    assert cli.main([*home, "down"]) == 0
+    assert cli.main(["down", *home]) == 0
     assert "found a stale state file" in capsys.readouterr().out
     assert not paths.state_file.exists()
 
@@ -249,7 +249,7 @@ def test_a_damaged_state_file_is_one_clear_line(
 ) -> None:
     paths.home.mkdir(parents=True)
     paths.state_file.write_text("[]")
-    assert cli.main(["--home", str(paths.home), "status"]) == 1
+    assert cli.main(["status", "--home", str(paths.home)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("hearthctl local status: ")
     assert "the state file is damaged (expected a JSON object)" in err

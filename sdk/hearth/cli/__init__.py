@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from ..local import cli as local
 from . import (
     api_keys,
     datasets,
@@ -44,6 +45,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     offline.register(commands)
     login.register(commands)
+    local.register(commands)  # hearthctl local up|down|status (hearth.local.cli)
     verbs = Verbs(commands)
     for resource in _RESOURCES:
         resource.register(verbs)

@@ -43,13 +43,16 @@ from hearth.local.state import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``local`` command's subcommands, on ``hearthctl local`` or on its own parser."""
-    parser.add_argument(
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument(
         "--home",
         help="where the state, objects and logs live (default $HEARTH_HOME, else ~/.hearth)",
     )
     commands = parser.add_subparsers(dest="local_command", required=True)
     up = commands.add_parser(
-        "up", help="start a local Hearth (emulated Kubernetes API, pods as local processes)"
+        "up",
+        parents=[home],
+        help="start a local Hearth (emulated Kubernetes API, pods as local processes)",
     )
     up.add_argument("--detach", "-d", action="store_true", help="run in the background")
     up.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
@@ -64,12 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for the account, its key and the gateway (180)",
     )
     up.set_defaults(local_handler=_up)
-    down = commands.add_parser("down", help="stop the local Hearth (objects are kept)")
+    down = commands.add_parser(
+        "down", parents=[home], help="stop the local Hearth (objects are kept)"
+    )
     down.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for it to stop (120)"
     )
     down.set_defaults(local_handler=_down)
-    status = commands.add_parser("status", help="say what runs")
+    status = commands.add_parser("status", parents=[home], help="say what runs")
     status.set_defaults(local_handler=_status)
 
 
@@ -135,9 +140,9 @@ def _detach(args: argparse.Namespace, paths: LocalPaths) -> int:
         sys.executable,
         "-m",
         "hearth.local.cli",
+        "up",
         "--home",
         str(paths.home),
-        "up",
         "--host",
         args.host,
         "--api-port",
