@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from hearth_operator.controllers.autoscaler import parse_metrics
+from hearth_operator.controllers.autoscaler import Autoscaler, _Tracked, parse_metrics
+from hearth_operator.planning.autoscale import Decision, start_memory
 from hearth_operator.settings import Settings
 from tests.harness.kubelet import ProcessKubelet
 from tests.harness.waiting import eventually
@@ -120,6 +121,12 @@ def autoscaling_condition(obj: dict) -> Any:
         (c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == "Autoscaling"),
         None,
     )
+
+
+def replica_count(cluster: Cluster) -> Any:
+    deployment = cluster.get("Deployment", "d1")
+    assert deployment is not None
+    return deployment["spec"].get("replicaCount")
 
 
 def stamp(text: str) -> datetime:
@@ -232,3 +239,30 @@ def test_parse_metrics_reads_what_hearth_server_exports():
     assert (scrape.generation_tokens, scrape.requests_finished) == (12.0, 2.0)
     # A server that does not export its load (no engine yet) is not "idle".
     assert parse_metrics("# nothing here\n", now) is None
+
+
+@pytest.mark.slow
+def test_a_decision_taken_before_someone_else_scaled_is_dropped(tmp_path):
+    # The gateway (or a user) writes the scale between the autoscaler's list and its
+    # write: the stale decision must not overwrite that.
+    settings = Settings(server_command=(sys.executable, str(STUB)))
+    with emulated_cluster(settings, tmp_path) as cluster:
+        cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "acme"}})
+        cluster.apply(DEPLOYMENT)
+        scaler = Autoscaler(cluster.context())
+        deployments, pods = scaler._list()
+        plan = scaler._plan(deployments[0], pods)
+        assert plan.replicas == 1
+        now = datetime.now(UTC)
+        scaler.tracked[("acme", "d1")] = _Tracked(start_memory(now, 1, None))
+        stale = Decision(0, "ScaledToZero", "1 -> 0: decided from the listed object")
+        cluster.kube.patch_scale("Deployment", "d1", "acme", 2)  # meanwhile
+        assert not scaler._apply_one(plan, stale, now)
+        assert replica_count(cluster) == 2
+        assert events(cluster, "ScaledToZero") == []
+        # Decided again from what is there now, the write goes through.
+        deployments, pods = scaler._list()
+        plan = scaler._plan(deployments[0], pods)
+        fresh = Decision(1, "ScaledDown", "2 -> 1: decided from the current object")
+        assert scaler._apply_one(plan, fresh, now)
+        assert replica_count(cluster) == 1
