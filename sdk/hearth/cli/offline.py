@@ -23,9 +23,7 @@ from typing import Any
 import yaml
 
 from .. import names
-from ..crd import build_crds, render
 from ..manifests import ManifestError, load_documents
-from ..validation import UnknownKindError, Validator, default_validator
 
 #: (API group, kind, namespace, name): what makes two manifests the same object.
 Identity = tuple[str, str, str, str]
@@ -89,6 +87,10 @@ def _load_old(raw: str) -> OldObjects:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    # Imported here: the validator (CEL, JSON schema) is slow to load, and commands that
+    # talk to a gateway should not pay for it.
+    from ..validation import UnknownKindError, Validator, default_validator
+
     validator = Validator.from_directory(Path(args.crds)) if args.crds else default_validator()
     old_objects: OldObjects | None = None
     if args.old is not None:
@@ -169,6 +171,8 @@ def _describe(name: names.ResourceName) -> dict[str, str | None]:
 
 
 def _crds(args: argparse.Namespace) -> int:
+    from ..crd import build_crds, render
+
     sys.stdout.write("---\n".join(render(crd) for crd in build_crds()))
     return 0
 
