@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,7 +63,7 @@ class Stack:
         assert result.returncode == 0, f"hearthctl {' '.join(args)}: {result.stderr}"
         return result.stdout
 
-    def json(self, *args: str) -> object:
+    def json(self, *args: str) -> Any:
         return json.loads(self.ok(*args, "-o", "json"))
 
 
