@@ -445,8 +445,18 @@ class PodWorker:
             os.killpg(process.pid, signal.SIGKILL)
 
     async def terminate(self, grace: float, *, report: bool = True) -> None:
-        """Stop all containers (SIGTERM, SIGKILL after the grace period)."""
+        """Stop all containers (SIGTERM, SIGKILL after the grace period).
+
+        Without ``report`` (the kubelet itself stops, like a node going away) nothing more
+        is published, not even the containers' exits: the pod keeps its last reported
+        status, and a kubelet started later runs it again (as restarts).
+        """
         self.terminating = True
+        if not report and self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+            self._publisher = None
         runs = self.init_runs + self.runs
         await asyncio.gather(*(self._kill(run, "pod is terminating", grace) for run in runs))
         for task in [self._main, *self._tasks]:
