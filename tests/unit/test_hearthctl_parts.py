@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+from pathlib import Path
 
 import httpx
 import pytest
 
-from hearth.cli import verb_first
+from hearth.cli import build_parser, verb_first
 from hearth.cli.output import details, field, table
 from hearth.cli.sft_jobs import describe_progress
 from hearth.cli.waiting import (
@@ -147,3 +149,24 @@ def test_noun_verb_is_rewritten_verb_noun() -> None:
     assert verb_first(["model", "load-lora", "x"], nouns) == ["load-lora", "x"]
     assert verb_first(["create", "deployment", "m"], nouns) == ["create", "deployment", "m"]
     assert verb_first(["validate", "model"], nouns) == ["validate", "model"]
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
+    """Every runnable command line prefix (``create deployment``, ``load-lora``)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                found += _commands(action.choices[choice.dest], f"{prefix} {choice.dest}")
+            return found
+    return [prefix.strip()]
+
+
+def test_every_command_has_an_example_in_the_docs() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "hearthctl.md").read_text()
+    commands = _commands(build_parser())
+    assert "create deployment" in commands and "load-lora" in commands
+    # `hearthctl local ...` is documented with hearth.local.
+    ours = [command for command in commands if not command.startswith("local ")]
+    missing = [command for command in ours if f"hearthctl {command}" not in text]
+    assert missing == []
