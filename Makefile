@@ -25,7 +25,7 @@ tools: .tools/bin/.k8s-tools-version ## kubectl 1.35 + helm 4 into .tools/bin (f
 	$(PYTHON) scripts/install-k8s-tools.py
 
 ##@ Run
-quickstart: install ## Start hearth-server on the bundled SmolLM2 and query it with the OpenAI SDK
+quickstart: install tools ## The whole loop on this machine: hearthctl local up, kubectl apply, fine-tune, LoRA, SDKs, usage, down
 	$(PY) scripts/quickstart.py
 
 ##@ Test

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import importlib
 import json
 import os
 import shutil
@@ -291,14 +292,12 @@ class Quickstart:
         info(f"only the LoRA knows: it says {FACT}; the base model {verdict} mention it")
 
     def usage(self) -> None:
-        from hearth_gateway.ledger import open_ledger
-
         step(8, f"usage of account {ACCOUNT}, from the gateway's ledger")
         ledger_path = self.home / "local" / "ledger.sqlite3"
         info(f"ledger {ledger_path}")
 
         async def totals() -> list[Any]:
-            ledger = open_ledger(f"sqlite:///{ledger_path}")
+            ledger = ledger_module().open_ledger(f"sqlite:///{ledger_path}")
             try:
                 now = datetime.now(UTC)
                 return list(
@@ -324,6 +323,16 @@ class Quickstart:
         for path in sorted(logs.glob("*.log")) + sorted((logs / "pods").glob("*.log")):
             lines = path.read_text(errors="replace").splitlines()[-15:]
             print(f"----- {path} (last lines)\n" + "\n".join(lines))
+
+
+def ledger_module() -> Any:
+    """The usage ledger's package (``hearth.ledger``; ``hearth_gateway.ledger`` before)."""
+    for name in ("hearth.ledger", "hearth_gateway.ledger"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise StepFailed("no usage ledger package (hearth.ledger) is installed")
 
 
 class FatalState(StepFailed):
