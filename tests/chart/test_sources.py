@@ -90,7 +90,7 @@ def test_gateway_arguments_env_and_probes_are_the_gateways(values: list[Path]) -
     from hearth_gateway import cli
     from hearth_gateway.app import create_app
     from hearth_gateway.config import GatewayConfig
-    from hearth_gateway.ledger.engine import PATH_ENV
+    from hearth_gateway.ledger import PATH_ENV
 
     gateway = find(render(values), "Deployment", "hearth-gateway")
     spec = gateway["spec"]["template"]["spec"]["containers"][0]

@@ -24,6 +24,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, func, select, text
 
+from hearth.ledger.engine import ledger_url
+from hearth.ledger.migrate import alembic_config
+from hearth.ledger.schema import Base, UsageRow
 from hearth_gateway.ledger import (
     LedgerClosedError,
     SqlLedger,
@@ -31,9 +34,6 @@ from hearth_gateway.ledger import (
     UsageTotal,
     open_ledger,
 )
-from hearth_gateway.ledger.engine import ledger_url
-from hearth_gateway.ledger.migrate import alembic_config
-from hearth_gateway.ledger.schema import Base, UsageRow
 
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_URL = os.environ.get("HEARTH_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")

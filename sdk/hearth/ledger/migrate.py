@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, func, select
 
-from hearth_gateway.ledger.engine import SQLITE_BEGIN_OPTION
+from hearth.ledger.engine import SQLITE_BEGIN_OPTION
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key: serialises gateways migrating the same database at once.

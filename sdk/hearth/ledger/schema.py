@@ -1,4 +1,4 @@
-"""The usage_records table as typed SQLAlchemy models.
+"""The ledger's tables (usage_records, accelerator_seconds) as typed SQLAlchemy models.
 
 The migrations (migrations/versions/) create the table; this module describes it to the
 queries. A test checks that the two agree.
@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from hearth_gateway.ledger.records import MAX_LENGTHS
+from hearth.ledger.records import ACCELERATOR_MAX_LENGTHS, MAX_LENGTHS
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -80,3 +80,29 @@ class UsageRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer())
     status: Mapped[int] = mapped_column(Integer())
     latency_ms: Mapped[float] = mapped_column(Float())
+
+
+class AcceleratorSecondsRow(Base):
+    """One replica's time within one UTC hour (written by the operator)."""
+
+    __tablename__ = "accelerator_seconds"
+    __table_args__ = (
+        UniqueConstraint("pod_uid", "hour", name="uq_accelerator_seconds_pod_hour"),
+        Index("ix_accelerator_seconds_account_hour", "account", "hour"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    pod_uid: Mapped[str] = mapped_column(String(ACCELERATOR_MAX_LENGTHS["pod_uid"]))
+    pod: Mapped[str] = mapped_column(String(ACCELERATOR_MAX_LENGTHS["pod"]))
+    hour: Mapped[datetime] = mapped_column(UTCDateTime())
+    account: Mapped[str] = mapped_column(String(ACCELERATOR_MAX_LENGTHS["account"]))
+    deployment: Mapped[str] = mapped_column(String(ACCELERATOR_MAX_LENGTHS["deployment"]))
+    accelerator_type: Mapped[str] = mapped_column(
+        String(ACCELERATOR_MAX_LENGTHS["accelerator_type"])
+    )
+    accelerator_count: Mapped[int] = mapped_column(Integer())
+    replica_seconds: Mapped[float] = mapped_column(Float())
+    # replica_seconds x accelerator_count (x 1 for CPU), stored so sums are plain sums.
+    accelerator_seconds: Mapped[float] = mapped_column(Float())

@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Insert, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from hearth_gateway.ledger.records import UsageRecord, UsageTotal
-from hearth_gateway.ledger.schema import UsageRow
+from hearth.ledger.records import (
+    AcceleratorSeconds,
+    AcceleratorTotal,
+    UsageRecord,
+    UsageTotal,
+)
+from hearth.ledger.schema import AcceleratorSecondsRow, UsageRow
 
 _T = TypeVar("_T")
+#: Rows per INSERT statement (SQLite allows at most 32,766 bound values in one).
+_BATCH = 500
 
 
 class LedgerClosedError(RuntimeError):
@@ -60,6 +67,29 @@ class SqlLedger:
     async def records(self, account: str, since: datetime, until: datetime) -> list[UsageRecord]:
         """`account`'s records with since <= time < until, oldest first."""
         return await self._run(self._records_sync, account, since, until)
+
+    async def record_accelerator_seconds(self, rows: Sequence[AcceleratorSeconds]) -> None:
+        """Stores each replica's seconds per hour, in one transaction; committed when this
+        returns. A (pod_uid, hour) already stored is replaced, never added to: the seconds
+        are recomputed from the pod's timestamps, so writing them again changes nothing."""
+        if rows:
+            await asyncio.shield(self._submit(self._record_accelerator_sync, list(rows)))
+
+    async def accelerator_rows(self, pod_uids: Collection[str]) -> list[AcceleratorSeconds]:
+        """The stored rows of these pods, oldest hour first."""
+        return await self._run(self._accelerator_rows_sync, sorted(set(pod_uids)))
+
+    async def accelerator_totals(
+        self,
+        account: str | None,
+        since: datetime,
+        until: datetime,
+        *,
+        per_hour: bool = False,
+    ) -> list[AcceleratorTotal]:
+        """Accelerator time with since <= hour < until, summed per account, deployment and
+        accelerator type (and hour with `per_hour`); `account` None: every account."""
+        return await self._run(self._accelerator_totals_sync, account, since, until, per_hour)
 
     async def close(self) -> None:
         """Waits for writes in flight, then closes the database connections."""
@@ -164,3 +194,95 @@ class SqlLedger:
             )
             for row in rows
         ]
+
+    def _record_accelerator_sync(self, rows: list[AcceleratorSeconds]) -> None:
+        key = [AcceleratorSecondsRow.pod_uid, AcceleratorSecondsRow.hour]
+        with self._engine.begin() as connection:
+            for start in range(0, len(rows), _BATCH):
+                values = [_accelerator_values(row) for row in rows[start : start + _BATCH]]
+                dialect: Any = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+                insert = dialect.insert(AcceleratorSecondsRow).values(values)
+                # INSERT ... ON CONFLICT (pod_uid, hour) DO UPDATE: recomputed, not added.
+                statement = insert.on_conflict_do_update(
+                    index_elements=key,
+                    set_={
+                        name: insert.excluded[name]
+                        for name in (
+                            "pod",
+                            "account",
+                            "deployment",
+                            "accelerator_type",
+                            "accelerator_count",
+                            "replica_seconds",
+                            "accelerator_seconds",
+                        )
+                    },
+                )
+                connection.execute(statement)
+
+    def _accelerator_rows_sync(self, pod_uids: list[str]) -> list[AcceleratorSeconds]:
+        found: list[AcceleratorSeconds] = []
+        with Session(self._engine) as session:
+            for start in range(0, len(pod_uids), _BATCH):
+                query = (
+                    select(AcceleratorSecondsRow)
+                    .where(AcceleratorSecondsRow.pod_uid.in_(pod_uids[start : start + _BATCH]))
+                    .order_by(AcceleratorSecondsRow.hour, AcceleratorSecondsRow.id)
+                )
+                found += [
+                    AcceleratorSeconds(
+                        pod_uid=row.pod_uid,
+                        pod=row.pod,
+                        hour=row.hour,
+                        account=row.account,
+                        deployment=row.deployment,
+                        accelerator_type=row.accelerator_type,
+                        accelerator_count=row.accelerator_count,
+                        replica_seconds=row.replica_seconds,
+                    )
+                    for row in session.scalars(query).all()
+                ]
+        return sorted(found, key=lambda row: (row.hour, row.pod_uid))
+
+    def _accelerator_totals_sync(
+        self, account: str | None, since: datetime, until: datetime, per_hour: bool
+    ) -> list[AcceleratorTotal]:
+        table = AcceleratorSecondsRow
+        groups: list[Any] = [table.account, table.deployment, table.accelerator_type]
+        if per_hour:
+            groups.append(table.hour)
+        query = (
+            select(*groups, func.sum(table.replica_seconds), func.sum(table.accelerator_seconds))
+            .where(table.hour >= since, table.hour < until)
+            .group_by(*groups)
+            .order_by(*groups)
+        )
+        if account is not None:
+            query = query.where(table.account == account)
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            AcceleratorTotal(
+                account=row[0],
+                deployment=row[1],
+                accelerator_type=row[2],
+                hour=row[3] if per_hour else None,
+                replica_seconds=float(row[-2] or 0.0),
+                accelerator_seconds=float(row[-1] or 0.0),
+            )
+            for row in rows
+        ]
+
+
+def _accelerator_values(row: AcceleratorSeconds) -> dict[str, Any]:
+    return {
+        "pod_uid": row.pod_uid,
+        "pod": row.pod,
+        "hour": row.hour,
+        "account": row.account,
+        "deployment": row.deployment,
+        "accelerator_type": row.accelerator_type,
+        "accelerator_count": row.accelerator_count,
+        "replica_seconds": row.replica_seconds,
+        "accelerator_seconds": row.accelerator_seconds,
+    }

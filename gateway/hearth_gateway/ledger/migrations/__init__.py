@@ -1,1 +1,0 @@
-"""Alembic migrations of the usage ledger, applied by `hearth_gateway.ledger.migrate`."""
