@@ -46,10 +46,10 @@ class Stack:
     key: str
     config: Path
 
-    def hearthctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def hearthctl(self, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
         """Run hearthctl as a user would, with only the profile file for settings."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTH_", "FIREWORKS_"))}
-        env["HEARTH_CONFIG"] = str(self.config)
+        env["HEARTH_CONFIG"] = str(config or self.config)
         return subprocess.run(
             [sys.executable, "-m", "hearth.cli", *args],
             env=env,
@@ -70,7 +70,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("hearthctl")
-    build_tiny_model_dir(tmp / "pvc" / "artifacts" / "tiny")
+    artifacts = tmp / "pvc" / "artifacts"
+    build_tiny_model_dir(artifacts / "tiny")
     settings = local_process_settings(tmp / "pvc", resync_seconds=1.0)
     with (
         emulated_cluster(settings, tmp) as cluster,
@@ -94,6 +95,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--upload-dir",
+                str(artifacts),
             ],
             env={**os.environ, "HEARTH_GATEWAY_LEDGER_PATH": str(tmp / "ledger.sqlite3")},
             stdout=log,
@@ -114,17 +117,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             print((tmp / "gateway.log").read_text()[-5000:])
 
 
-def test_login_refuses_a_wrong_key_and_stores_a_good_one(stack: Stack) -> None:
-    refused = stack.hearthctl("login", "--base-url", stack.url, "-a", "acme", "--api-key", "nope")
-    assert refused.returncode == 1
-    assert "HTTP 401" in refused.stderr
-    assert not stack.config.exists()
+@pytest.fixture(scope="module")
+def logged_in(stack: Stack) -> Stack:
+    """dan's profile, written by ``hearthctl login``."""
     stack.ok("login", "--base-url", stack.url, "-a", "acme", "--api-key", stack.key,
              "--user-id", "dan")  # fmt: skip
-    assert stack.json("get", "account")["name"] == "accounts/acme"
+    return stack
 
 
-def test_deployment_lifecycle(stack: Stack) -> None:
+def test_login_refuses_a_wrong_key_and_stores_a_good_one(stack: Stack, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    login = ("login", "--base-url", stack.url, "-a", "acme")
+    refused = stack.hearthctl(*login, "--api-key", "nope", config=config)
+    assert refused.returncode == 1
+    assert "HTTP 401" in refused.stderr
+    assert not config.exists()
+    assert stack.hearthctl(*login, "--api-key", stack.key, config=config).returncode == 0
+    shown = stack.hearthctl("get", "account", "-o", "json", config=config)
+    assert json.loads(shown.stdout)["name"] == "accounts/acme"
+
+
+def test_deployment_lifecycle(logged_in: Stack) -> None:
+    stack = logged_in
     created = stack.json(
         "create", "deployment", "tiny", "--deployment-id", "web",
         "--min-replica-count", "1", "--max-replica-count", "2", "--accelerator-type", "CPU",
@@ -160,7 +174,8 @@ def test_deployment_lifecycle(stack: Stack) -> None:
     assert "HTTP 404" in missing.stderr
 
 
-def test_api_key_is_shown_once_works_and_is_revoked(stack: Stack) -> None:
+def test_api_key_is_shown_once_works_and_is_revoked(logged_in: Stack) -> None:
+    stack = logged_in
     issued = stack.json("create", "api-key", "--key-name", "ci")
     assert isinstance(issued, dict)
     key, key_id = issued["key"], issued["keyId"]
@@ -178,3 +193,27 @@ def test_api_key_is_shown_once_works_and_is_revoked(stack: Stack) -> None:
         return result.returncode == 1 and "HTTP 401" in result.stderr
 
     eventually(refused, timeout=60, interval=0.5, message="the deleted key still works")
+
+
+CHAT = json.dumps(
+    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+)
+
+
+def test_dataset_upload_is_validated_by_the_server(logged_in: Stack, tmp_path: Path) -> None:
+    stack = logged_in
+    good = tmp_path / "train.jsonl"
+    good.write_text(f"{CHAT}\n{CHAT}\n{CHAT}\n")
+    ready = stack.json("create", "dataset", "chats", "--file", str(good), "--poll-interval", "0.5")
+    assert ready["state"] == "READY"
+    assert ready["exampleCount"] == "3"
+    assert "chats" in stack.ok("list", "datasets")
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": []}\n')
+    failed = stack.hearthctl("create", "dataset", "bad", str(bad), "--poll-interval", "0.5")
+    assert failed.returncode == 4, failed.stderr
+    assert "dataset bad is FAILED" in failed.stderr
+
+    for name in ("chats", "bad"):
+        stack.ok("delete", "dataset", name)
