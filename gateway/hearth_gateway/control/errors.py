@@ -32,24 +32,26 @@ _CODES: dict[int, tuple[int, str]] = {
 class ApiError(Exception):
     """An error the control plane answers with (status, message)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, aborted: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        #: A 409 for a concurrent change (ABORTED) rather than an existing ID.
+        self.aborted = aborted
 
 
 def invalid(message: str) -> ApiError:
     return ApiError(400, message)
 
 
-def error_body(status: int, message: str) -> dict[str, object]:
-    code, name = _CODES.get(status, (13, "INTERNAL"))
+def error_body(status: int, message: str, *, aborted: bool = False) -> dict[str, object]:
+    code, name = (10, "ABORTED") if aborted else _CODES.get(status, (13, "INTERNAL"))
     return {"code": code, "status": name, "message": message, "details": []}
 
 
-def error_response(status: int, message: str) -> Response:
+def error_response(status: int, message: str, *, aborted: bool = False) -> Response:
     return Response(
-        json.dumps(error_body(status, message)),
+        json.dumps(error_body(status, message, aborted=aborted)),
         status_code=status,
         media_type="application/json",
     )

@@ -81,7 +81,7 @@ def api_error(status: int, text: str, kind: str, name: str | None) -> ApiError:
     if status == 409 and reason == "AlreadyExists":
         return ApiError(409, f"{what} already exists")
     if status == 409:
-        return ApiError(409, f"{what} was changed meanwhile; read it again and retry")
+        return ApiError(409, f"{what} was changed meanwhile; read it again and retry", aborted=True)
     if status in (400, 422):
         return ApiError(400, message)
     if status == 403:

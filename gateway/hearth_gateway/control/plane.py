@@ -53,6 +53,8 @@ Query = Mapping[str, str]
 TERMINAL_JOB_STATES = frozenset(
     {"JOB_STATE_COMPLETED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EARLY_STOPPED"}
 )
+#: Read-modify-write attempts of an update that meets concurrent writes.
+CONFLICT_RETRIES = 5
 #: How long a key create waits for the operator to adopt the key it wrote.
 KEY_SETTLE_S = 10.0
 
@@ -187,22 +189,31 @@ class ControlPlane:
         if not resource.updatable:
             raise ApiError(405, f"{resource.collection} cannot be updated")
         mask = parse_mask(query.get("updateMask"), resource.fields, "updateMask")
-        if resource is users.USERS:
-            authorize_users(principal, account, Action.UPDATE)
-            obj = await self.kube.get(resource.kind, account, name)
-            act_as = self.act_as(principal, Grant(impersonate=True))
-        else:
-            obj, act_as = await self._owned(resource, principal, account, name, Action.UPDATE)
-        new = {**obj, "spec": updated_spec(obj.get("spec") or {}, body, mask, resource)}
-        new.pop("status", None)
-        result = validate(new, old=obj)
-        if not result.ok:
-            problems = "; ".join(str(error) for error in result.errors)
-            raise invalid(f"{resource.kind} {name!r}: {problems}")
-        stored = await self.kube.request(
-            "PUT", resource.kind, account, name, body=new, act_as=act_as
-        )
-        return self._json(resource, stored, account)
+        # Read, change, write with the resourceVersion read; the operator's status writes
+        # bump it too, so a conflict is read again (a few times) rather than refused.
+        for attempt in range(CONFLICT_RETRIES):
+            if resource is users.USERS:
+                authorize_users(principal, account, Action.UPDATE)
+                obj = await self.kube.get(resource.kind, account, name)
+                act_as = self.act_as(principal, Grant(impersonate=True))
+            else:
+                obj, act_as = await self._owned(resource, principal, account, name, Action.UPDATE)
+            new = {**obj, "spec": updated_spec(obj.get("spec") or {}, body, mask, resource)}
+            new.pop("status", None)
+            result = validate(new, old=obj)
+            if not result.ok:
+                problems = "; ".join(str(error) for error in result.errors)
+                raise invalid(f"{resource.kind} {name!r}: {problems}")
+            try:
+                stored = await self.kube.request(
+                    "PUT", resource.kind, account, name, body=new, act_as=act_as
+                )
+            except ApiError as error:
+                if not error.aborted or attempt == CONFLICT_RETRIES - 1:
+                    raise
+                continue
+            return self._json(resource, stored, account)
+        raise AssertionError("unreachable")
 
     async def delete(
         self, resource: ResourceKind, principal: Principal, account: str, name: str

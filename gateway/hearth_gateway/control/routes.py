@@ -77,7 +77,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             principal = await plane.caller(key_from_headers(request.headers))
             return JSONResponse(await handler(plane, principal, request))
         except ApiError as error:
-            return error_response(error.status, error.message)
+            return error_response(error.status, error.message, aborted=error.aborted)
         except GatewayError as error:
             return error_response(error.status, error.message)
 
