@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import fireworks
 import httpx
@@ -45,6 +46,9 @@ BOOTSTRAP = "---".join(
         model("acme", "tiny", "pvc://artifacts/tiny"),
     ]
 )
+
+#: Hearth's CPU "accelerator" (not in the SDK's enum, so sent as an extra field).
+CPU = {"acceleratorType": "CPU"}
 
 CHAT = "\n".join(
     json.dumps(
@@ -200,6 +204,7 @@ def test_users_keys_and_a_deleted_key_refused(stack: Stack) -> None:
         stack.sdk("uma").api_keys.list(user_id="sam")
     sam = stack.sdk("sam", key.key)
     eventually(lambda: sam.users.get("sam").role == "contributor", timeout=20)
+    assert key.key_id
     admin.api_keys.delete(user_id="sam", key_id=key.key_id)
     eventually(
         lambda: refused(lambda: sam.users.get("sam"), fireworks.AuthenticationError), timeout=20
@@ -216,15 +221,14 @@ def test_models_deployments_scale_and_lora(stack: Stack) -> None:
     # The YAML-applied model is listed by the SDK with the same fields.
     tiny = state_of(lambda: uma.models.get("tiny"), "READY")
     assert tiny.kind == "HF_BASE_MODEL" and tiny.name == "accounts/acme/models/tiny"
-    uma.models.create(
-        model_id="pirate",
-        model={
-            "kind": "HF_PEFT_ADDON",
-            "peft_details": {"base_model": "accounts/acme/models/tiny", "r": 8},
-            "source": {"uri": "pvc://artifacts/adapters/pirate"},
-            "display_name": "Pirate",
-        },
-    )
+    # source.uri is Hearth's field for where the weights are (not in the SDK's types).
+    pirate: Any = {
+        "kind": "HF_PEFT_ADDON",
+        "peft_details": {"base_model": "accounts/acme/models/tiny", "r": 8},
+        "source": {"uri": "pvc://artifacts/adapters/pirate"},
+        "display_name": "Pirate",
+    }
+    uma.models.create(model_id="pirate", model=pirate)
     state_of(lambda: uma.models.get("pirate"), "READY")
     ready = [m.name for m in uma.models.list(filter="state = READY")]
     assert ready == ["accounts/acme/models/pirate", "accounts/acme/models/tiny"]
@@ -234,17 +238,18 @@ def test_models_deployments_scale_and_lora(stack: Stack) -> None:
     assert renamed.display_name == "Arr"
     with pytest.raises(fireworks.BadRequestError, match="peftDetails"):
         uma.models.create(
-            model_id="broken", model={"kind": "HF_PEFT_ADDON", "source": {"uri": "pvc://x/y"}}
+            model_id="broken",
+            model=cast(Any, {"kind": "HF_PEFT_ADDON", "source": {"uri": "pvc://x/y"}}),
         )
 
     dep = uma.deployments.create(
         base_model="accounts/acme/models/tiny",
         deployment_id="smol",
-        accelerator_type="CPU",
         min_replica_count=1,
         max_replica_count=2,
         enable_addons=True,
-        extra_body={"maxPeftRank": 16},
+        # Hearth's extensions: CPU serving and the adapters' largest rank.
+        extra_body={"acceleratorType": "CPU", "maxPeftRank": 16},
     )
     assert dep.name == "accounts/acme/deployments/smol"
     state_of(lambda: uma.deployments.get("smol"), "READY", timeout=240)
@@ -255,11 +260,13 @@ def test_models_deployments_scale_and_lora(stack: Stack) -> None:
     lora = uma.lora.load(
         model="accounts/acme/models/pirate", deployment="accounts/acme/deployments/smol"
     )
+    assert lora.name
     dm_id = lora.name.split("/")[-1]
     assert dm_id.startswith("pirate-")
     state_of(lambda: uma.lora.get(dm_id), "DEPLOYED", timeout=120)
     assert dm_id in [
-        d.name.split("/")[-1] for d in uma.lora.list(filter="model = accounts/acme/models/pirate")
+        str(d.name).split("/")[-1]
+        for d in uma.lora.list(filter="model = accounts/acme/models/pirate")
     ]
     client = openai.OpenAI(base_url=f"{stack.url}/inference/v1", api_key=stack.keys["ivy"])
     stack.clients.append(client)
@@ -286,10 +293,10 @@ def test_models_deployments_scale_and_lora(stack: Stack) -> None:
 def test_role_table_through_the_sdk(stack: Stack) -> None:
     cody, uma, ivy = stack.sdk("cody"), stack.sdk("uma"), stack.sdk("ivy")
     cody.deployments.create(
-        base_model="accounts/acme/models/tiny", deployment_id="codys", accelerator_type="CPU"
+        base_model="accounts/acme/models/tiny", deployment_id="codys", extra_body=CPU
     )
     uma.deployments.create(
-        base_model="accounts/acme/models/tiny", deployment_id="umas", accelerator_type="CPU"
+        base_model="accounts/acme/models/tiny", deployment_id="umas", extra_body=CPU
     )
     # A contributor edits its own deployment (written by the gateway, RBAC cannot say "own")...
     assert (
@@ -318,7 +325,7 @@ def test_role_table_through_the_sdk(stack: Stack) -> None:
     }
     with pytest.raises(fireworks.PermissionDeniedError, match="creating resources"):
         ivy.deployments.create(
-            base_model="accounts/acme/models/tiny", deployment_id="ivys", accelerator_type="CPU"
+            base_model="accounts/acme/models/tiny", deployment_id="ivys", extra_body=CPU
         )
     with pytest.raises(fireworks.PermissionDeniedError):
         ivy.deployments.delete("umas")
@@ -364,3 +371,40 @@ def test_dataset_upload_validate_and_a_cancelled_job(stack: Stack, tmp_path: Pat
     eventually(
         lambda: refused(lambda: uma.datasets.get("chat"), fireworks.NotFoundError), timeout=30
     )
+
+
+def test_yaml_objects_read_back_and_errors_name_the_field(stack: Stack) -> None:
+    stack.cluster.apply(
+        """
+apiVersion: hearth.dev/v1alpha1
+kind: Deployment
+metadata: {name: gitops, namespace: acme}
+spec: {baseModel: tiny, acceleratorType: CPU, minReplicaCount: 0, displayName: From Git}
+"""
+    )
+    ivy = stack.sdk("ivy")
+    listed = {d.name: d for d in ivy.deployments.list(filter='display_name = "From Git"')}
+    got = listed["accounts/acme/deployments/gitops"]
+    assert got.base_model == "accounts/acme/models/tiny"
+    assert got.min_replica_count == 0 and got.display_name == "From Git"
+    assert got.create_time is not None and got.to_dict().get("createdBy") is None
+    masked = ivy.deployments.get("gitops", read_mask="name,display_name")
+    assert set(masked.to_dict()) == {"name", "displayName"}
+    ordered = [d.name for d in ivy.models.list(order_by="name desc")]
+    assert ordered == sorted(ordered, reverse=True)
+
+    headers = {"authorization": f"Bearer {stack.keys['uma']}"}
+    reply = httpx.post(
+        f"{stack.url}/v1/accounts/acme/deployments?deploymentId=bad",
+        json={"baseModel": "tiny", "minReplicaCount": 2, "maxReplicaCount": 1},
+        headers=headers,
+    )
+    assert reply.status_code == 400
+    body = reply.json()
+    assert body["code"] == 3 and body["status"] == "INVALID_ARGUMENT"
+    assert "maxReplicaCount" in body["message"]
+    reply = httpx.get(f"{stack.url}/v1/accounts/acme/models?filter=kind%20%3E%201", headers=headers)
+    assert reply.status_code == 400 and reply.json()["message"].startswith("filter:")
+    reply = httpx.get(f"{stack.url}/v1/accounts/acme/models/nope", headers=headers)
+    assert reply.status_code == 404 and reply.json()["status"] == "NOT_FOUND"
+    assert httpx.get(f"{stack.url}/v1/accounts/acme").status_code == 401
