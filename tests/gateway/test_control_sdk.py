@@ -390,7 +390,7 @@ spec: {baseModel: tiny, acceleratorType: CPU, minReplicaCount: 0, displayName: F
     assert got.create_time is not None and got.to_dict().get("createdBy") is None
     masked = ivy.deployments.get("gitops", read_mask="name,display_name")
     assert set(masked.to_dict()) == {"name", "displayName"}
-    ordered = [d.name for d in ivy.models.list(order_by="name desc")]
+    ordered = [str(d.name) for d in ivy.models.list(order_by="name desc")]
     assert ordered == sorted(ordered, reverse=True)
 
     headers = {"authorization": f"Bearer {stack.keys['uma']}"}
