@@ -19,7 +19,14 @@ from typing import Any
 import aiohttp.web
 
 from hearth.local.emulator import discovery
-from hearth.local.emulator.errors import ApiError, bad_request, gone, method_not_allowed, not_found
+from hearth.local.emulator.errors import (
+    ApiError,
+    bad_request,
+    gone,
+    invalid,
+    method_not_allowed,
+    not_found,
+)
 from hearth.local.emulator.gc import GarbageCollector
 from hearth.local.emulator.patching import apply_patch
 from hearth.local.emulator.quota import QuotaController
@@ -72,6 +79,21 @@ def _present(rtype: ResourceType, obj: Obj) -> Obj:
     if obj.get("apiVersion") == rtype.api_version:
         return obj
     return {**obj, "apiVersion": rtype.api_version}
+
+
+def _initial_events_end(rtype: ResourceType, resource_version: int) -> dict[str, Any]:
+    """The bookmark after the initial events of a streaming list."""
+    return {
+        "type": "BOOKMARK",
+        "object": {
+            "kind": rtype.kind,
+            "apiVersion": rtype.api_version,
+            "metadata": {
+                "resourceVersion": str(resource_version),
+                "annotations": {"k8s.io/initial-events-end": "true"},
+            },
+        },
+    }
 
 
 class _Watch:
@@ -363,7 +385,21 @@ class KubeEmulator:
         since = query.get("resourceVersion") or ""
         initial: list[dict[str, Any]] = []
         # No await between computing the backlog and subscribing: no event can slip between.
-        if since in ("", "0"):
+        if query.get("sendInitialEvents") == "true":
+            # A streaming list (client-go's WatchList, what kubectl wait uses): the current
+            # objects as ADDED, a bookmark marking their end, then the changes.
+            if query.get("resourceVersionMatch") != "NotOlderThan":
+                cause = (
+                    "sendInitialEvents",
+                    "Forbidden: sendInitialEvents is forbidden for watch unless "
+                    "resourceVersionMatch is set to NotOlderThan",
+                )
+                raise invalid("ListOptions", "", [cause], group="meta.k8s.io")
+            for obj in self.store.list(rtype, namespace):
+                if watch.matches(obj):
+                    initial.append({"type": "ADDED", "object": _present(rtype, obj)})
+            initial.append(_initial_events_end(rtype, self.store.resource_version))
+        elif since in ("", "0"):
             for obj in self.store.list(rtype, namespace):
                 if watch.matches(obj):
                     initial.append({"type": "ADDED", "object": _present(rtype, obj)})
