@@ -193,7 +193,7 @@ class Quickstart:
             "-n", ACCOUNT, "get", "secret", secret, "-o", "jsonpath={.data.key}", show=False
         )
         key = base64.b64decode(encoded).decode()
-        info(f"key {key[:12]}... (prefix {key[:12]}) of user ci-bot, from Secret {secret}")
+        info(f"API key of user ci-bot (inference-user): {key}  (Secret {secret})")
         return key
 
     def dataset(self) -> None:

@@ -253,3 +253,18 @@ def test_a_damaged_state_file_is_one_clear_line(
     err = capsys.readouterr().err
     assert err.startswith("hearthctl local status: ")
     assert "the state file is damaged (expected a JSON object)" in err
+
+
+def test_a_bad_account_or_user_id_is_refused_before_anything_starts(
+    paths: LocalPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = ["--home", str(paths.home)]
+    assert cli.main(["up", *home, "--account", "Acme"]) == 1
+    assert "--account/--user: account ID 'Acme' contains 'A' at position 0" in (
+        capsys.readouterr().err
+    )
+    assert cli.main(["up", *home, "--account", "hearth-system"]) == 1
+    assert "is reserved" in capsys.readouterr().err
+    assert cli.main(["up", *home, "--user", "a_b"]) == 1
+    assert "user ID 'a_b'" in capsys.readouterr().err
+    assert not paths.state_file.exists()

@@ -101,8 +101,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from hearth.local.stack import UpOptions
+    from hearth.local.stack import OPERATOR_NAMESPACE, UpOptions
+    from hearth.names import validate_account_id, validate_id
 
+    try:
+        validate_account_id(args.account, operator_namespace=OPERATOR_NAMESPACE)
+        validate_id(args.user, what="user ID")
+    except ValueError as error:
+        raise LocalError(f"--account/--user: {error}") from error
     return UpOptions(
         host=args.host,
         api_port=args.api_port,

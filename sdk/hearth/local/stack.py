@@ -391,7 +391,7 @@ class LocalHearth:
             f"account {options.account}: admin user {options.user}, API key {options.api_key_id}"
         )
         if self.api.get(GROUP_VERSION, "Account", options.account) is None:
-            self.api.create(account)
+            self._create(account)
         self._wait(
             lambda: self._state_of("Account", options.account, None) == "READY",
             f"Account {options.account} to be READY (the operator makes its namespace)",
@@ -402,7 +402,7 @@ class LocalHearth:
         for obj in (user, api_key):
             if self.api.get(GROUP_VERSION, obj["kind"], obj["metadata"]["name"], options.account):
                 continue
-            self.api.create(obj)
+            self._create(obj)
         self._wait(
             lambda: self._state_of("ApiKey", options.api_key_id, options.account) == "READY",
             f"ApiKey {options.api_key_id} to be READY (the operator issues the key)",
@@ -421,6 +421,16 @@ class LocalHearth:
                 f"{secret_name} holds no key (delete the ApiKey and run `up` again)"
             )
         return key
+
+    def _create(self, obj: dict[str, Any]) -> None:
+        from hearth.local.emulator import ApiError
+
+        try:
+            self.api.create(obj)
+        except ApiError as error:  # e.g. --account is not a valid name
+            raise LocalError(
+                f"cannot create {obj['kind']} {obj['metadata']['name']!r}: {error.message}"
+            ) from error
 
     def wait_for_gateway(self, key: str) -> None:
         url = f"{self.options.gateway_url}/v1/models"
