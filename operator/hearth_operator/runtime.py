@@ -45,6 +45,7 @@ from .controllers.deployed_model import (
 )
 from .controllers.deployment import reconcile_deployment
 from .controllers.finetuning_job import reconcile_finetuning_job
+from .controllers.metering import Meter, meter_forever
 from .controllers.model import reconcile_model
 from .controllers.user import reconcile_user
 from .resync import resync_forever
@@ -64,6 +65,7 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     """All handlers; ``login=False`` leaves logging in to the caller (the test harness)."""
     registry = kopf.OperatorRegistry()
     resync_tasks: list[asyncio.Task[None]] = []
+    meter = Meter(ctx)
 
     if login:
 
@@ -93,6 +95,8 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
         resync_tasks.append(asyncio.create_task(resync_forever(ctx, ctx.settings.resync_seconds)))
         if ctx.settings.autoscaler_enabled:  # its own loop: load is read every few seconds
             resync_tasks.append(asyncio.create_task(autoscale_forever(ctx)))
+        if ctx.settings.ledger_url:  # GPU-seconds into the usage ledger
+            resync_tasks.append(asyncio.create_task(meter_forever(ctx, meter)))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_resync(**_: Any) -> None:
@@ -145,7 +149,15 @@ def build_registry(ctx: Context, *, login: bool = True) -> kopf.OperatorRegistry
     # A replica changed (created, became ready, crashed, was deleted): its Deployment and
     # the DeployedModels on it reconcile again.
     @kopf.on.event("", "v1", "pods", labels={LABEL_DEPLOYMENT: kopf.PRESENT}, registry=registry)
-    def replica_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+    def replica_event(
+        namespace: str | None,
+        labels: Mapping[str, str],
+        type: str | None,
+        body: kopf.Body,
+        **_: Any,
+    ) -> None:
+        if type == "DELETED":  # its replica time ends now (metering)
+            meter.pod_deleted(dict(body))
         deployment, account = labels[LABEL_DEPLOYMENT], str(namespace)
         reconcile_deployment(ctx, account, deployment)
         for name in deployed_models_on(ctx, account, deployment):

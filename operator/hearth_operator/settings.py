@@ -111,12 +111,22 @@ class Settings:
     #: Multiplies every autoscalingPolicy window. Below 1 only in tests and demos: the CRD
     #: refuses a scaleToZeroWindow under 5 minutes.
     autoscaler_window_factor: float = 1.0
+    #: The usage ledger the operator writes GPU-seconds into (controllers/metering.py): the
+    #: gateway's (postgresql://..., or sqlite:///path on one machine). Unset: no metering.
+    #: Environment: HEARTH_LEDGER_URL.
+    ledger_url: str | None = None
+    #: Seconds between two metering passes (replica time written, statuses summed); a
+    #: deleted replica's last seconds are written by the next pass after its deletion.
+    metering_interval: float = 30.0
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
 
 _ENV_PREFIX = "HEARTH_OPERATOR_"
+#: The ledger's URL: one name for one ledger, whichever component reads it (the gateway
+#: reads HEARTH_GATEWAY_LEDGER_URL or --ledger-url; in a chart both come from one Secret).
+LEDGER_URL_ENV = "HEARTH_LEDGER_URL"
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -141,6 +151,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     for suffix, key in simple.items():
         if env.get(_ENV_PREFIX + suffix):
             values[key] = env[_ENV_PREFIX + suffix]
+    if env.get(LEDGER_URL_ENV):
+        values["ledger_url"] = env[LEDGER_URL_ENV]
     if env.get(f"{_ENV_PREFIX}WATCH_NAMESPACES"):
         values["watch_namespaces"] = env[f"{_ENV_PREFIX}WATCH_NAMESPACES"].split(",")
     for name in ("SERVER_COMMAND", "TRAINER_COMMAND"):

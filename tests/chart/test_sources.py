@@ -11,7 +11,13 @@ import yaml
 
 from hearth_operator.manifests import operator_rules, secrets_rules
 from hearth_operator.planning.roles import cluster_roles
-from hearth_operator.settings import DEFAULT_ACCELERATORS, Settings, settings_from_mapping
+from hearth_operator.settings import (
+    DEFAULT_ACCELERATORS,
+    LEDGER_URL_ENV,
+    Settings,
+    load_settings,
+    settings_from_mapping,
+)
 from tests.chart.helm import CHART, NAMESPACE, VALUES, Obj, find, needs_helm, render
 from tests.harness.tools import ROOT
 
@@ -56,6 +62,25 @@ def test_operator_rbac_is_the_generated_one() -> None:
     }
     assert env["HEARTH_OPERATOR_SERVICE_ACCOUNT"]["value"] == Settings().service_account
     assert "Namespace" not in {o["kind"] for o in objects}  # helm --create-namespace makes it
+    assert LEDGER_URL_ENV not in env  # the SQLite ledger is the gateway pod's own file
+
+
+@needs_helm
+def test_the_operator_meters_into_the_gateways_postgresql_ledger() -> None:
+    objects = render([VALUES / "postgres-redis-ingress.yaml"])
+    operator = find(objects, "Deployment", "hearth-operator")
+    gateway = find(objects, "Deployment", "hearth-gateway")
+    operator_env = {
+        e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    gateway_env = {
+        e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert (
+        operator_env[LEDGER_URL_ENV]["valueFrom"]
+        == gateway_env["HEARTH_GATEWAY_LEDGER_URL"]["valueFrom"]
+    )
+    assert load_settings({LEDGER_URL_ENV: "postgresql://db/x"}).ledger_url == "postgresql://db/x"
 
 
 @needs_helm

@@ -218,6 +218,24 @@ class StatusBase(CamelModel):
     )
 
 
+class AcceleratorUsage(CamelModel):
+    """Accelerator time this billing period, from the usage ledger (operator metering)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    period_start: datetime | None = Field(
+        default=None, description="Start of the period summed: the current UTC month."
+    )
+    accelerator_seconds: dict[str, int] = Field(
+        default_factory=dict,
+        description="GPU-seconds per acceleratorType (replicas x acceleratorCount x seconds, "
+        "from scheduled to deleted); CPU replicas count replica-seconds under CPU.",
+    )
+    replica_seconds: dict[str, int] = Field(
+        default_factory=dict, description="Replica-seconds per acceleratorType."
+    )
+
+
 class ObjectMeta(BaseModel):
     """The parts of ``metav1.ObjectMeta`` Hearth code reads; the rest is kept as is."""
 

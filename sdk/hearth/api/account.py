@@ -10,6 +10,7 @@ from ._base import (
     AGE,
     NAME_FIELD_PATH,
     AcceleratorType,
+    AcceleratorUsage,
     CamelModel,
     Description,
     DisplayName,
@@ -134,6 +135,10 @@ class AccountStatus(StatusBase):
     state: AccountState = AccountState.STATE_UNSPECIFIED
     namespace: str | None = Field(default=None, description="The namespace this account owns.")
     usage: AccountUsage | None = Field(default=None, description="What the account holds now.")
+    accelerator_usage: AcceleratorUsage | None = Field(
+        default=None,
+        description="GPU-seconds of the account's deployments this period (usage ledger).",
+    )
 
 
 class Account(Resource[AccountSpec, AccountStatus]):

@@ -13,6 +13,7 @@ from ._base import (
     QUANTIZED_PRECISIONS,
     REFERENCE_MAX_LENGTH,
     AcceleratorType,
+    AcceleratorUsage,
     CamelModel,
     Description,
     DisplayName,
@@ -243,6 +244,9 @@ class DeploymentStatus(StatusBase):
     )
     autoscaling: AutoscalingStatus | None = Field(
         default=None, description="The autoscaler's last load sample against its targets."
+    )
+    accelerator_usage: AcceleratorUsage | None = Field(
+        default=None, description="GPU-seconds of this deployment this period (usage ledger)."
     )
 
 
