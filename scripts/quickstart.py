@@ -5,10 +5,10 @@
    server and the trainer are the real ones.
 2. ``kubectl apply -f examples/quickstart/`` with the real kubectl (``make tools``): an
    account, its users, the bundled SmolLM2-135M-Instruct and a CPU deployment of it.
-3. An API key: ``kubectl apply -f examples/api-key.yaml``; the operator issues the key into
-   a Secret, read with kubectl.
-4. A dataset: a ConfigMap made by ``kubectl create configmap --from-file`` from
-   ``examples/fine-tuning/data/zorbania.jsonl``, and the Dataset on it, validated.
+3. An API key for the account's admin: ``kubectl apply -f examples/api-key-admin.yaml``;
+   the operator issues the key into a Secret, read with kubectl.
+4. A dataset uploaded through the gateway's REST API (``hearthctl create dataset --file
+   examples/fine-tuning/data/zorbania.jsonl``: a signed upload URL, then validation).
 5. A fine-tuning job teaching SmolLM2 a made-up fact (the capital of Zorbania), with its
    progress; the operator makes the new LoRA Model.
 6. The new LoRA deployed on the running deployment (a DeployedModel).
@@ -47,7 +47,7 @@ HEARTHCTL = str(Path(sys.executable).parent / "hearthctl")  # this environment's
 ACCOUNT = "acme"
 DEPLOYMENT = "smollm2-cpu"
 BASE_MODEL = "smollm2-135m-instruct"
-API_KEY = "ci-bot-key"
+API_KEY = "alice-key"
 DATASET = "zorbania"
 JOB = "teach-zorbania"
 LORA = "zorbania-lora"
@@ -182,8 +182,8 @@ class Quickstart:
         info(f"Deployment {DEPLOYMENT}: starting hearth-server (waited for in step 6)")
 
     def api_key(self) -> str:
-        step(3, "an API key: kubectl apply -f examples/api-key.yaml")
-        self.kubectl("apply", "-f", str(ROOT / "examples" / "api-key.yaml"))
+        step(3, "an API key for the admin: kubectl apply -f examples/api-key-admin.yaml")
+        self.kubectl("apply", "-f", str(ROOT / "examples" / "api-key-admin.yaml"))
         self.wait(
             f"ApiKey {API_KEY} to be READY",
             lambda: self.state_of("apikey", API_KEY, "READY", failed=("FAILED",)),
@@ -193,22 +193,25 @@ class Quickstart:
             "-n", ACCOUNT, "get", "secret", secret, "-o", "jsonpath={.data.key}", show=False
         )
         key = base64.b64decode(encoded).decode()
-        info(f"API key of user ci-bot (inference-user): {key}  (Secret {secret})")
+        info(f"API key of user alice (admin): {key}  (Secret {secret})")
+        # hearthctl reads these (and nothing from ~/.hearth/config.toml, see HEARTH_CONFIG).
+        self.env.update(
+            HEARTH_BASE_URL=self.state["gateway_url"],
+            HEARTH_ACCOUNT_ID=ACCOUNT,
+            HEARTH_API_KEY=key,
+            HEARTH_CONFIG=str(self.home / "config.toml"),
+        )
         return key
 
     def dataset(self) -> None:
-        step(4, "a dataset: a ConfigMap from a file, and the Dataset on it")
+        step(4, "a dataset, uploaded through the REST API: hearthctl create dataset --file")
         data = ROOT / "examples" / "fine-tuning" / "data" / "zorbania.jsonl"
-        self.kubectl(
-            "-n", ACCOUNT, "create", "configmap", DATASET, f"--from-file=train.jsonl={data}"
-        )
-        self.kubectl("apply", "-f", str(ROOT / "examples" / "fine-tuning" / "10-dataset.yaml"))
-        self.wait(
-            f"Dataset {DATASET} to be validated",
-            lambda: self.state_of("dataset", DATASET, "READY", failed=("FAILED",)),
-        )
+        self.run([HEARTHCTL, "create", "dataset", DATASET, "--file", str(data)])
         status = self.get("dataset", DATASET)["status"]
-        info(f"Dataset {DATASET}: READY, {status.get('exampleCount')} examples validated")
+        info(
+            f"Dataset {DATASET}: {status.get('state')}, {status.get('exampleCount')} examples "
+            f"validated (source {self.get('dataset', DATASET)['spec']['source']['uri']})"
+        )
 
     def fine_tune(self) -> None:
         step(5, f"fine-tuning: teach {BASE_MODEL} that the capital of Zorbania is {FACT}")

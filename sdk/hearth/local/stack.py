@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -159,6 +160,17 @@ def operator_settings(paths: LocalPaths) -> dict[str, Any]:
         "dataset_mount_root": str(paths.datasets),
         "resync_seconds": 5.0,
     }
+
+
+def upload_secret(paths: LocalPaths) -> str:
+    """The key signing the gateway's upload URLs, kept across restarts (so a URL handed out
+    before ``down`` still works after ``up``)."""
+    path = paths.data / "upload-secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def bootstrap_objects(options: UpOptions) -> list[dict[str, Any]]:
@@ -367,8 +379,17 @@ class LocalHearth:
                 options.host,
                 "--port",
                 str(options.gateway_port),
+                # Dataset uploads through the REST API land where pods read pvc://artifacts.
+                "--upload-dir",
+                str(paths.pvc / "artifacts"),
+                "--public-url",
+                options.gateway_url,
             ],
-            {**env, "HEARTH_GATEWAY_LEDGER_PATH": str(paths.ledger)},
+            {
+                **env,
+                "HEARTH_GATEWAY_LEDGER_PATH": str(paths.ledger),
+                "HEARTH_GATEWAY_UPLOAD_SECRET": upload_secret(paths),
+            },
             paths.log("gateway"),
         )
         self.children = [operator, gateway]
