@@ -36,6 +36,12 @@ ANNOTATION_ACCELERATOR_TYPE = f"{DOMAIN}/accelerator-type"
 
 SERVER_APP = "hearth-server"
 
+#: On an ApiKey: ``gateway`` means the REST control plane generated the key, returned it
+#: once and records its hash in status itself; the operator then issues nothing and
+#: creates no Secret (no plaintext is kept anywhere).
+ANNOTATION_KEY_ISSUER = f"{DOMAIN}/key-issuer"
+KEY_ISSUER_GATEWAY = "gateway"
+
 #: On a Deployment: ``disabled`` keeps the built-in autoscaler off it, so that an HPA or a
 #: KEDA ScaledObject alone drives its scale subresource.
 ANNOTATION_AUTOSCALER = f"{DOMAIN}/autoscaler"

@@ -3,6 +3,8 @@ custom resource reads back with Fireworks' names, times, state and status."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from hearth.validation import validate
@@ -161,8 +163,19 @@ def test_datasets_uploaded_and_external() -> None:
 def test_api_keys_store_only_the_hash_and_show_the_prefix() -> None:
     obj = api_keys.create("acme", "ann", api_keys.new_key_id(), {"displayName": "ci"}, "ann")
     assert_valid(obj)
-    status = api_keys.issued_status("hk_" + "a" * 43, "00" * 16)
+    assert obj["metadata"]["annotations"]["hearth.dev/key-issuer"] == "gateway"
+    user = {
+        "apiVersion": "hearth.dev/v1alpha1",
+        "kind": "User",
+        "metadata": {"name": "ann", "namespace": "acme", "uid": "u-1"},
+        "spec": {"role": "user", "email": "ann@acme.example"},
+    }
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    status = api_keys.issued_status(obj, user, "hk_" + "a" * 43, "00" * 16, now)
     assert status["prefix"] == "hk_aaaaaaaaa" and "key" not in status
+    # The operator's own verdict on a gateway-issued key: READY, no Secret.
+    assert status["state"] == "READY" and "secretName" not in status
+    assert "shown once" in status["message"]
     read = stored(obj, status)
     assert api_keys.holds(read, "hk_" + "a" * 43) and not api_keys.holds(read, "hk_" + "b" * 43)
     out = api_keys.to_json(read, DIRECTORY)

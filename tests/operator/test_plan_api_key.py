@@ -244,3 +244,31 @@ def test_account_roles_on_api_keys(role):
     assert not verbs(role, "apikeys/status") - {"get", "list", "watch"}
     # No account role reads Secrets: a key's plaintext is readable only through its own Role.
     assert not verbs(role, "secrets")
+
+
+def gateway_issued(**spec):
+    key = api_key(**spec)
+    key["metadata"].setdefault("annotations", {})["hearth.dev/key-issuer"] = "gateway"
+    return key
+
+
+def test_a_gateway_issued_key_waits_for_its_hash_and_never_gets_a_secret():
+    result = plan(gateway_issued(), alice(), new_key=never, new_salt=never)
+    assert result.status["state"] == "CREATING"
+    assert ready(result.status)["reason"] == "AwaitingHash"
+    assert result.secret is None and result.access == () and not result.generated
+
+
+def test_a_gateway_issued_key_with_its_hash_is_ready_without_a_secret():
+    issued = {"prefix": KEY[:12], "salt": SALT, "keyHash": hash_key(KEY, SALT)}
+    result = plan(with_status(gateway_issued(), **issued), alice(), new_key=never)
+    assert result.status["state"] == "READY"
+    assert result.status["keyHash"] == hash_key(KEY, SALT)
+    assert "secretName" not in result.status and "shown once" in result.status["message"]
+    assert result.secret is None and result.access == ()
+
+
+def test_a_gateway_issued_key_expires_like_any_other():
+    issued = {"prefix": KEY[:12], "salt": SALT, "keyHash": hash_key(KEY, SALT)}
+    key = with_status(gateway_issued(expireTime="2026-01-01T00:00:00Z"), **issued)
+    assert plan(key, alice(), new_key=never).status["state"] == "EXPIRED"

@@ -1,19 +1,20 @@
 """ApiKey <-> ``accounts/<a>/users/<u>/apiKeys`` entries (``keyId`` is the object's name).
 
 A key created through the API is generated here and returned once. The ApiKey object is
-created, then its status gets the prefix, salt and hash: the operator's planner issues a
-key only while ``status.keyHash`` is empty (``plan_api_key`` case 1), so it adopts this
-one. A reconcile that read the object before that status write may still issue its own
-key; the gateway sees that as a different ``keyHash`` once the operator reports READY,
-and deletes the object and tries again with a new key ID (see ``routes``).
+created with the annotation ``hearth.dev/key-issuer: gateway``, then its status gets the
+prefix, salt and hash. The annotation tells the operator that the gateway issues this key:
+it generates none and creates no Secret, so the plaintext exists only in the response.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from hearth import api_keys
+from hearth_operator.constants import ANNOTATION_KEY_ISSUER, KEY_ISSUER_GATEWAY
+from hearth_operator.planning.api_key import plan_api_key
 
 from .common import (
     Directory,
@@ -25,9 +26,6 @@ from .common import (
     random_id,
     spec_from_body,
 )
-
-#: Status written by the gateway until the operator has seen the key.
-PENDING_STATE = "CREATING"
 
 
 def to_json(obj: Obj, directory: Directory) -> Json:
@@ -60,18 +58,21 @@ def create(account: str, user_id: str, key_id: str, body: Mapping[str, Any], cre
     spec = spec_from_body(
         body, allowed=("displayName", "expireTime"), where="apiKey", ignored=API_KEY_OUTPUT
     )
-    return new_object("ApiKey", key_id, account, {"user": user_id, **spec}, creator)
+    obj = new_object("ApiKey", key_id, account, {"user": user_id, **spec}, creator)
+    obj["metadata"]["annotations"][ANNOTATION_KEY_ISSUER] = KEY_ISSUER_GATEWAY
+    return obj
 
 
-def issued_status(key: str, salt: str) -> Json:
-    """The status that records ``key`` as issued (never the plaintext)."""
-    return {
-        "state": PENDING_STATE,
+def issued_status(api_key: Obj, user: Obj, key: str, salt: str, now: datetime) -> Json:
+    """The status that records ``key`` as issued (never the plaintext): the one the
+    operator's planner derives for a gateway-issued key holding this hash."""
+    issued = {
         "prefix": api_keys.key_prefix(key),
         "salt": salt,
         "keyHash": api_keys.hash_key(key, salt),
-        "message": "issued through the REST API; the plaintext was returned once to the caller",
     }
+    plan = plan_api_key({**api_key, "status": issued}, user, None, now)
+    return {**plan.status, **issued}
 
 
 def holds(obj: Obj, key: str) -> bool:

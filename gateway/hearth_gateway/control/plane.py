@@ -55,8 +55,6 @@ TERMINAL_JOB_STATES = frozenset(
 )
 #: Read-modify-write attempts of an update that meets concurrent writes.
 CONFLICT_RETRIES = 5
-#: How long a key create waits for the operator to adopt the key it wrote.
-KEY_SETTLE_S = 10.0
 
 
 def _flag(query: Query, name: str) -> bool:
@@ -80,13 +78,11 @@ class ControlPlane:
         uploads: UploadStore | None,
         *,
         requests_per_minute: int = 0,
-        key_settle_s: float = KEY_SETTLE_S,
     ) -> None:
         self.gateway = gateway
         self.kube = kube
         self.uploads = uploads
         self.requests_per_minute = requests_per_minute
-        self.key_settle_s = key_settle_s
 
     # ------------------------------------------------------------------ callers
 
@@ -329,46 +325,25 @@ class ControlPlane:
         self, principal: Principal, account: str, user_id: str, body: Json
     ) -> Json:
         grant = authorize_api_keys(principal, account, user_id, Action.CREATE)
-        await self.kube.get("User", account, user_id)  # 404 for a user that does not exist
+        user = await self.kube.get("User", account, user_id)  # 404 for a missing user
         spec = body.get("apiKey") or {}
         if not isinstance(spec, dict):
             raise invalid("apiKey: must be an object")
         act_as = self.act_as(principal, grant)
-        for _attempt in range(3):
-            key, salt = keys.generate_key(), keys.new_salt()
-            key_id = api_keys.new_key_id()
-            obj = api_keys.create(account, user_id, key_id, spec, principal.user)
-            await self._create(obj, act_as)
-            # The status subresource is the operator's and the gateway's, never a user's.
-            stored = await self.kube.merge_patch(
-                "ApiKey",
-                account,
-                key_id,
-                {"status": api_keys.issued_status(key, salt)},
-                None,
-                sub="status",
-            )
-            settled = await self._settled_key(account, key_id, stored)
-            if api_keys.holds(settled, key):
-                answer = self._json(api_keys.API_KEYS, settled, account)
-                answer["key"] = key
-                return answer
-            # A reconcile that read the key before its status issued another one.
-            log.warning("the operator issued its own key for %s/%s; trying again", account, key_id)
-            await self.kube.delete("ApiKey", account, key_id, None)
-        raise ApiError(503, "could not issue an API key (the operator kept issuing its own)")
-
-    async def _settled_key(self, account: str, key_id: str, obj: Obj) -> Obj:
-        """The ApiKey once the operator has written its status (or as is, after a while)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.key_settle_s
-        while (obj.get("status") or {}).get("state") == api_keys.PENDING_STATE:
-            if loop.time() > deadline:
-                log.warning("the operator has not adopted ApiKey %s/%s yet", account, key_id)
-                return obj
-            await asyncio.sleep(0.05)
-            obj = await self.kube.get("ApiKey", account, key_id)
-        return obj
+        key, salt = keys.generate_key(), keys.new_salt()
+        key_id = api_keys.new_key_id()
+        obj = api_keys.create(account, user_id, key_id, spec, principal.user)
+        created = await self._create(obj, act_as)
+        # The status subresource is the operator's and the gateway's, never a user's. It is
+        # the status the operator's own planner gives a gateway-issued key, so the
+        # operator's next pass writes the same.
+        status = api_keys.issued_status(created, user, key, salt, datetime.now(UTC))
+        stored = await self.kube.merge_patch(
+            "ApiKey", account, key_id, {"status": status}, None, sub="status"
+        )
+        answer = self._json(api_keys.API_KEYS, stored, account)
+        answer["key"] = key
+        return answer
 
     async def list_api_keys(
         self, principal: Principal, account: str, user_id: str, query: Query

@@ -10,6 +10,11 @@ The key is issued once. Where it comes from, in order:
 The Secret is created before the status that points at it is written, so a crash between
 the two writes lands in case 2, never in a second key.
 
+An ApiKey annotated ``hearth.dev/key-issuer: gateway`` was issued by the REST control
+plane, which returned the key once and writes its hash into status itself: the operator
+issues nothing for it, creates no Secret and no Role, and reports CREATING until the hash
+is there.
+
 The planner is pure: the random key and salt come from the functions passed in.
 """
 
@@ -29,6 +34,8 @@ from hearth.api import ApiKeySpec, ApiKeyState
 
 from ..conditions import Cond, format_time, set_conditions
 from ..constants import (
+    ANNOTATION_KEY_ISSUER,
+    KEY_ISSUER_GATEWAY,
     LABEL_API_KEY,
     LABEL_USER,
     USER_API_KEY_SECRET_KEY,
@@ -214,6 +221,8 @@ def plan_api_key(
             "a key is issued only for an existing user",
             now,
         )
+    if issued_by_gateway(api_key):
+        return _plan_gateway_issued(api_key, spec, user, issued_from_status(api_key), now)
     secret_name = user_api_key_secret_name(metadata["name"])
     if secret is not None and not owned_by(secret, api_key):
         return _failed(
@@ -253,20 +262,9 @@ def plan_api_key(
             "(delete and recreate the ApiKey for a new one)"
         )
 
-    expires = expire_time(spec)
-    if expires is not None and expires <= now:
-        state = ApiKeyState.EXPIRED
-        cond = Cond("Ready", False, "Expired", f"the key expired at {format_time(expires)}")
-    else:
-        state = ApiKeyState.READY
-        until = f" until {format_time(expires)}" if expires is not None else ""
-        cond = Cond(
-            "Ready",
-            True,
-            "Issued",
-            f"key {issued.prefix}... of user {spec.user!r} is valid{until}; "
-            f"its user can read it from Secret {secret_name!r}{secret_note}",
-        )
+    state, cond = _validity(
+        spec, issued, now, f"its user can read it from Secret {secret_name!r}{secret_note}"
+    )
     return ApiKeyPlan(
         status=_status(api_key, state, cond, now, issued, secret_name),
         owner_references=owner_references_with_user(api_key, user),
@@ -274,3 +272,47 @@ def plan_api_key(
         access=access,
         generated=to_create is not None,
     )
+
+
+def issued_by_gateway(api_key: Obj) -> bool:
+    annotations = api_key["metadata"].get("annotations") or {}
+    return annotations.get(ANNOTATION_KEY_ISSUER) == KEY_ISSUER_GATEWAY
+
+
+def _validity(
+    spec: ApiKeySpec, issued: Issued, now: datetime, where: str
+) -> tuple[ApiKeyState, Cond]:
+    expires = expire_time(spec)
+    if expires is not None and expires <= now:
+        return ApiKeyState.EXPIRED, Cond(
+            "Ready", False, "Expired", f"the key expired at {format_time(expires)}"
+        )
+    until = f" until {format_time(expires)}" if expires is not None else ""
+    return ApiKeyState.READY, Cond(
+        "Ready",
+        True,
+        "Issued",
+        f"key {issued.prefix}... of user {spec.user!r} is valid{until}; {where}",
+    )
+
+
+def _plan_gateway_issued(
+    api_key: Obj, spec: ApiKeySpec, user: Obj, issued: Issued | None, now: datetime
+) -> ApiKeyPlan:
+    """A key the REST control plane generated: it was shown once to its creator and only
+    its hash is kept, so there is no Secret and no Role to read one."""
+    owners = owner_references_with_user(api_key, user)
+    if issued is None:  # the gateway writes the hash right after creating the object
+        cond = Cond(
+            "Ready",
+            False,
+            "AwaitingHash",
+            "issued through the REST API; waiting for the gateway to record the key's hash",
+        )
+        return ApiKeyPlan(
+            status=_status(api_key, ApiKeyState.CREATING, cond, now), owner_references=owners
+        )
+    state, cond = _validity(
+        spec, issued, now, "issued through the REST API and shown once; no Secret holds it"
+    )
+    return ApiKeyPlan(status=_status(api_key, state, cond, now, issued), owner_references=owners)
