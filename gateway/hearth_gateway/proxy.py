@@ -5,26 +5,33 @@ The request goes to the replica with the fewest requests in flight from this gat
 fails before the first byte of its answer, the request is sent once more to another
 replica; once a byte has gone to the client it never is. Streams are passed on event by
 event as they arrive (``usage.StreamRewriter``); a client that goes away closes the
-upstream request, which makes the server stop generating.
+upstream request, which makes the server stop generating. A stream that breaks after its
+first bytes ends with an error event in the client's dialect (and no ``[DONE]``).
+
+The upstream client is aiohttp: its pool hands out an idle connection in constant time
+and learns from the socket itself that a server closed one, where httpx probes every idle
+connection of the pool on each request (docs/gateway.md, Performance).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 import logging
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .auth import Principal
 from .config import GatewayConfig
-from .errors import Dialect, GatewayError
+from .errors import Dialect, GatewayError, error_body
 from .metrics import Metrics
 from .routing import Replica, Route, choose_replica
 from .usage import StreamRewriter, Usage, rewrite_body
@@ -34,6 +41,13 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({502, 503, 504})
 #: Status recorded for a request whose client went away before the answer was complete.
 CLIENT_CLOSED = 499
+#: An idle upstream connection is closed after this many seconds: below the model
+#: server's own keep-alive timeout (uvicorn's default, 5 s), so that the gateway does not
+#: send a request on a connection the server is closing.
+KEEPALIVE_S = 4.0
+LARGE_BODY = 1 << 20
+#: What a replica that fails, or a connection to it that breaks, raises.
+UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError)
 
 
 @dataclass
@@ -63,28 +77,48 @@ Finish = Callable[[Exchange, Route, int, Usage], None]
 @dataclass
 class _Opened:
     replica: Replica
-    response: httpx.Response
+    response: aiohttp.ClientResponse
     chunks: AsyncIterator[bytes]
     first: bytes
+
+    def done(self) -> None:
+        """Give the connection back to the pool when the answer was read to its end;
+        otherwise close it, which also tells the server to stop generating."""
+        if self.response.content.at_eof():
+            self.response.release()
+        else:
+            self.response.close()
 
 
 class Proxy:
     def __init__(self, config: GatewayConfig, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=config.upstream_connect_timeout,
-                read=config.upstream_read_timeout,
-                write=60.0,
-                pool=30.0,
-            ),
-            limits=httpx.Limits(max_connections=4096, max_keepalive_connections=512),
+        self.timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=config.upstream_connect_timeout,
+            sock_read=config.upstream_read_timeout,
         )
+        self._session: aiohttp.ClientSession | None = None
         #: Requests in flight per replica address, from this gateway.
         self.outstanding: dict[str, int] = defaultdict(int)
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The upstream client, made on first use (it belongs to the running loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=4096, limit_per_host=0, keepalive_timeout=KEEPALIVE_S
+                ),
+                timeout=self.timeout,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def _release(self, replica: Replica) -> None:
         self.outstanding[replica.address] -= 1
@@ -96,22 +130,24 @@ class Proxy:
             "content-type": "application/json",
             "x-request-id": ex.request_id,
             "accept": "text/event-stream" if ex.stream else "application/json",
+            "accept-encoding": "identity",
         }
         if route.api_token:
             headers["authorization"] = f"Bearer {route.api_token}"
-        request = self.client.build_request(
-            "POST", f"http://{replica.address}{ex.upstream_path}", content=ex.body, headers=headers
+        # aiohttp warns about bytes bodies over 1 MiB; a file-like body is streamed.
+        body = ex.body if len(ex.body) <= LARGE_BODY else io.BytesIO(ex.body)
+        response = await self.session.post(
+            f"http://{replica.address}{ex.upstream_path}", data=body, headers=headers
         )
-        response = await self.client.send(request, stream=True)
-        chunks = response.aiter_raw()
+        chunks = response.content.iter_any()
         try:
-            if response.status_code in RETRY_STATUSES:
+            if response.status in RETRY_STATUSES:
                 return _Opened(replica, response, chunks, b"")
             # The first bytes (or the end): until they arrive nothing was sent to the
             # client, so a replica that dies now is retried like one that refused.
             first = await anext(chunks, b"")
         except BaseException:
-            await response.aclose()
+            response.close()
             raise
         return _Opened(replica, response, chunks, first)
 
@@ -128,7 +164,7 @@ class Proxy:
             self.outstanding[replica.address] += 1
             try:
                 opened = await self._send(ex, route, replica)
-            except httpx.TransportError as error:
+            except UPSTREAM_ERRORS as error:
                 self._release(replica)
                 failure = f"replica {replica.pod} failed: {type(error).__name__}"
                 log.warning("request %s: %s", ex.request_id, failure)
@@ -136,11 +172,11 @@ class Proxy:
             except BaseException:
                 self._release(replica)
                 raise
-            retry = attempt == 0 and opened.response.status_code in RETRY_STATUSES
+            retry = attempt == 0 and opened.response.status in RETRY_STATUSES
             if retry and choose_replica(route.usable, self.outstanding, exclude=tried):
-                await opened.response.aclose()
+                opened.response.close()
                 self._release(replica)
-                failure = f"replica {replica.pod} answered {opened.response.status_code}"
+                failure = f"replica {replica.pod} answered {opened.response.status}"
                 continue
             return opened
         raise GatewayError(502, f"the model server could not be reached ({failure})")
@@ -157,7 +193,7 @@ class Proxy:
             except asyncio.CancelledError:
                 finish(ex, route, CLIENT_CLOSED, Usage())
                 raise
-            except httpx.TransportError as error:
+            except UPSTREAM_ERRORS as error:
                 finish(ex, route, 502, Usage())
                 raise GatewayError(
                     502,
@@ -165,15 +201,15 @@ class Proxy:
                     recorded=True,
                 ) from error
             finally:
-                await response.aclose()
+                opened.done()
                 self._release(opened.replica)
             body, usage = rewrite_body(
                 b"".join(parts), route.served_name, ex.client_model, ex.dialect
             )
-            finish(ex, route, response.status_code, usage)
+            finish(ex, route, response.status, usage)
             return Response(
                 body,
-                status_code=response.status_code,
+                status_code=response.status,
                 media_type=response.headers.get("content-type", "application/json"),
                 headers={**ex.headers, **_identity(ex, route)},
             )
@@ -194,22 +230,23 @@ class Proxy:
                 out = rewriter.flush()
                 if out:
                     yield out
-                status = response.status_code
-            except httpx.TransportError as error:
-                # Mid-stream: bytes already went out, so no retry; the client sees the
-                # stream end early.
+                status = response.status
+            except UPSTREAM_ERRORS as error:
+                # Mid-stream: bytes already went out, so no retry; the client gets an
+                # error event instead of the rest (and no [DONE]).
                 log.warning(
                     "request %s: stream from %s broke: %s", ex.request_id, opened.replica.pod, error
                 )
                 status = 502
+                yield broken_stream_event(ex, type(error).__name__)
             finally:
-                await response.aclose()
+                opened.done()
                 self._release(opened.replica)
                 finish(ex, route, status, rewriter.usage)
 
         return StreamResponse(
             events(),
-            status_code=response.status_code,
+            status_code=response.status,
             headers={
                 **ex.headers,
                 **_identity(ex, route),
@@ -218,6 +255,17 @@ class Proxy:
                 "x-accel-buffering": "no",
             },
         )
+
+
+def broken_stream_event(ex: Exchange, why: str) -> bytes:
+    """The SSE event that ends a stream whose server went away, in the client's dialect:
+    OpenAI clients get ``data: {"error": ...}`` (the OpenAI SDK raises on it), Anthropic
+    clients an ``error`` event, as a model server sends when its engine fails."""
+    message = f"the model server's stream broke off ({why}); the answer is incomplete"
+    data = json.dumps(error_body(502, message, ex.dialect))
+    if ex.dialect is Dialect.ANTHROPIC:
+        return f"event: error\ndata: {data}\n\n".encode()
+    return f"data: {data}\n\n".encode()
 
 
 def _identity(ex: Exchange, route: Route) -> dict[str, str]:

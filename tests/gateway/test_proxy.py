@@ -13,7 +13,7 @@ from hearth_gateway.auth import Principal
 from hearth_gateway.config import GatewayConfig
 from hearth_gateway.dialect import Dialect
 from hearth_gateway.metrics import Metrics
-from hearth_gateway.proxy import Exchange, Proxy, StreamResponse
+from hearth_gateway.proxy import Exchange, Proxy, StreamResponse, broken_stream_event
 from hearth_gateway.routing import Replica, Route
 from hearth_gateway.usage import Usage
 
@@ -176,11 +176,48 @@ def test_a_stream_that_breaks_after_its_first_bytes_is_not_retried() -> None:
             await answer({"type": "http"}, receive, send)
             body = b"".join(m.get("body", b"") for m in sent)
             assert b'"model": "acme/m#acme/d"' in body
+            # It ends with an error event in the client's dialect, never with [DONE].
+            last = body.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+            assert last.startswith(b"data: ") and b"[DONE]" not in body
+            assert json.loads(last[6:])["error"]["type"] == "bad_gateway"
             assert finished == [502], "recorded as broken"
             assert spare.requests == [], "never retried after bytes went out"
         finally:
             await proxy.close()
             await dying.stop()
             await spare.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_broken_stream_ends_with_an_error_event_in_the_callers_dialect() -> None:
+    anthropic = exchange(stream=True)
+    anthropic.dialect = Dialect.ANTHROPIC
+    event = broken_stream_event(anthropic, "ServerDisconnectedError")
+    kind, data = event.decode().removesuffix("\n\n").split("\n")
+    assert kind == "event: error"
+    body = json.loads(data.removeprefix("data: "))
+    assert body["type"] == "error" and body["error"]["type"] == "api_error"
+    assert "ServerDisconnectedError" in body["error"]["message"]
+    openai = json.loads(broken_stream_event(exchange(stream=True), "X")[6:])
+    assert openai["error"]["code"] == "UNAVAILABLE"
+
+
+def test_a_body_over_a_mebibyte_is_forwarded_whole() -> None:
+    async def scenario() -> None:
+        upstream = Upstream(200, OK_BODY)
+        await upstream.start()
+        proxy = Proxy(GatewayConfig(), Metrics())
+        big = exchange()
+        big.body = json.dumps({"model": "m", "prompt": "x" * (3 << 20)}).encode()
+        try:
+            answer = await proxy.forward(
+                big, route(Replica("r", f"127.0.0.1:{upstream.port}")), lambda *a: None
+            )
+            assert answer.status_code == 200
+            assert upstream.requests == [big.body]
+        finally:
+            await proxy.close()
+            await upstream.stop()
 
     asyncio.run(scenario())
