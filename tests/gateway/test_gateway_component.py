@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -195,40 +196,48 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             key_from_secret(cluster.get("Secret", user_api_key_secret_name("old-key"), "acme"))
             or ""
         )
-        port = free_port()
         ledger_path = tmp / "ledger.sqlite3"
-        log = (tmp / "gateway.log").open("w")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hearth_gateway.cli",
-                "--kubeconfig",
-                str(cluster.api.kubeconfig_path),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--scale-from-zero-timeout",
-                "120",
-            ],
-            env={**os.environ, "HEARTH_GATEWAY_LEDGER_PATH": str(ledger_path)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            eventually(
-                lambda: process.poll() is None and httpx.get(f"{url}/health").status_code == 200,
-                timeout=60,
-                message="the gateway never became healthy",
-            )
+        with gateway_process(cluster, tmp, ledger_path) as url:
             yield Stack(cluster, url, keys, ledger_path)
-        finally:
-            process.terminate()
-            process.wait(30)
-            log.close()
-            print((tmp / "gateway.log").read_text()[-5000:])
+
+
+@contextmanager
+def gateway_process(cluster: Cluster, tmp: Path, ledger_path: Path) -> Iterator[str]:
+    """``hearth-gateway`` as a process in front of ``cluster``, with its ledger in
+    ``ledger_path`` (SQLite); yields its URL once it is healthy."""
+    port = free_port()
+    log = (tmp / "gateway.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hearth_gateway.cli",
+            "--kubeconfig",
+            str(cluster.api.kubeconfig_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--scale-from-zero-timeout",
+            "120",
+        ],
+        env={**os.environ, "HEARTH_GATEWAY_LEDGER_PATH": str(ledger_path)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        eventually(
+            lambda: process.poll() is None and httpx.get(f"{url}/health").status_code == 200,
+            timeout=60,
+            message="the gateway never became healthy",
+        )
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+        print((tmp / "gateway.log").read_text()[-5000:])
 
 
 def base_dm(cluster: Cluster, namespace: str, deployment_name: str) -> str:

@@ -97,7 +97,10 @@ def metered(tmp_path: Path) -> Iterator[tuple[Cluster, LedgerReader]]:
     )
     with (
         emulated_cluster(settings, tmp_path) as cluster,
-        ProcessKubelet(cluster.api, log_dir=tmp_path / "pod-logs", backoff_max=1.0),
+        # Addresses of its own, apart from other test runs' pods on this machine.
+        ProcessKubelet(
+            cluster.api, log_dir=tmp_path / "pod-logs", backoff_max=1.0, first_ip="127.77.0.1"
+        ),
     ):
         yield cluster, LedgerReader(url)
 
