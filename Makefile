@@ -31,8 +31,17 @@ quickstart: install tools ## The whole loop on this machine: hearthctl local up,
 ##@ Test
 # `make test` is everything that must hold, and all CI runs (.ci/run). The static checks come
 # first: they take seconds (mypy a minute or two from a cold cache); the tests take far longer.
-test: check tools ## Every check: lint, import contracts, generated files fresh, types, then all tests
+test: check tools browser ## Every check: lint, import contracts, generated files fresh, types, then all tests
 	$(PY) -m pytest
+
+# The web app's browser tests (tests/webapp) need Debian's chromium; they skip without it.
+browser: ## Install Debian's chromium (apt-get, as root) when /usr/bin/chromium is missing
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+		echo "chromium is missing and needs root and apt-get to install: tests/webapp will skip"; \
+	fi
 
 test-fast: install tools ## Only the tests that neither load the real model nor start processes
 	$(PY) -m pytest -m "not slow"
@@ -62,4 +71,4 @@ verify: install ## Fail if crds/ or operator/manifests/ is stale
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*##/ {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: install tools quickstart test test-fast check lint typecheck generate verify help
+.PHONY: install tools browser quickstart test test-fast check lint typecheck generate verify help

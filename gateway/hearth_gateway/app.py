@@ -26,6 +26,7 @@ from .errors import Dialect, error_response
 from .gateway import Gateway
 from .ledger import open_ledger
 from .ratelimit import open_rate_limiter
+from .web import routes as web_routes
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> Starlet
             *API_ROUTES,
             *control_routes,
             Mount("/inference", routes=list(API_ROUTES)),
+            *web_routes,
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import threading
 import time
@@ -98,7 +99,9 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
     settings = local_process_settings(tmp_path / "pvc", resync_seconds=1.0)
     with (
         emulated_cluster(settings, tmp_path) as cluster,
-        ProcessKubelet(cluster.api, log_dir=tmp_path / "pod-logs", backoff_max=1.0) as kubelet,
+        ProcessKubelet(
+            cluster.api, log_dir=tmp_path / "pod-logs", backoff_max=1.0, first_ip=pod_ips()
+        ) as kubelet,
         cluster.operator(),
     ):
         cluster.apply(
@@ -115,6 +118,13 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
         key = read_key(cluster, "acme", "ann-key")
         with gateway_process(cluster, tmp_path) as (url, ledger_path, _):
             yield Pair(cluster, url, key, ledger_path)
+
+
+def pod_ips() -> str:
+    """A first pod address of its own: the servers bind POD_IP:8000, and another test
+    session's process kubelet on this machine starts at 127.0.1.1 too (a server of that
+    session would answer this test's requests, with another API token)."""
+    return f"127.{random.randint(16, 250)}.{random.randint(0, 255)}.1"
 
 
 def container_pid(pod: dict) -> int:
