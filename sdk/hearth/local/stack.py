@@ -364,7 +364,12 @@ class LocalHearth:
                 "--metrics-port",
                 "0",
             ],
-            {**env, "HEARTH_OPERATOR_CONFIG": str(paths.operator_config)},
+            {
+                **env,
+                "HEARTH_OPERATOR_CONFIG": str(paths.operator_config),
+                # GPU- and replica-seconds go to the gateway's ledger (one SQLite file).
+                "HEARTH_LEDGER_URL": f"sqlite:///{paths.ledger}",
+            },
             paths.log("operator"),
         )
         gateway = Child(
