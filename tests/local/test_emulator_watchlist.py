@@ -71,7 +71,10 @@ def test_kubectl_wait_sees_a_change() -> None:
     assert KUBECTL is not None
     with KubeEmulatorServer() as api:
         api.create(config_map("flag", value="no"))
-        env = {"KUBECONFIG": str(api.kubeconfig_path), "PATH": "/usr/bin:/bin"}
+        # kubectl keeps its discovery cache under $HOME/.kube (the working directory
+        # without HOME): point it at the test's own directory.
+        home = api.kubeconfig_path.parent
+        env = {"KUBECONFIG": str(api.kubeconfig_path), "PATH": "/usr/bin:/bin", "HOME": str(home)}
         waiting = subprocess.Popen(
             [
                 str(KUBECTL),
