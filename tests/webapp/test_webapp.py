@@ -251,3 +251,26 @@ def test_playground_streams_an_answer_and_its_code_runs(
         assert ran.returncode == 0, f"{tab}:\n{code}\n{ran.stderr}"
     page.get_by_role("tab", name="curl").click()
     expect(page.locator("#pg-code")).to_contain_text("/inference/v1/chat/completions")
+
+
+def test_pages_fit_a_phone_screen(stack: Stack, browser: Any) -> None:
+    """At 390 px nothing makes the page scroll sideways (wide tables scroll in their box)."""
+    context = browser.new_context(base_url=stack.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        sign_in(page, stack.keys["uma"])
+        for section in (
+            "deployments",
+            "models",
+            "api-keys",
+            "playground",
+            "datasets",
+            "fine-tuning",
+        ):
+            page.goto(f"/#/{section}")
+            expect(page.locator("main h1")).to_be_visible()
+            page.locator("main table, main pre, main .muted").first.wait_for()
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{section}: the page is {width} px wide"
+    finally:
+        context.close()
