@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -14,7 +15,7 @@ from starlette.routing import Route
 
 from ..auth import Principal, key_from_headers
 from ..errors import GatewayError
-from . import deployed_models, deployments, fine_tuning_jobs, models, users
+from . import deployed_models, deployments, fine_tuning_jobs, models, usage, users
 from .common import Json, ResourceKind
 from .errors import ApiError, error_response, invalid
 from .plane import ControlPlane
@@ -99,6 +100,17 @@ async def accounts(plane: ControlPlane, principal: Principal, request: Request) 
 
 async def account(plane: ControlPlane, principal: Principal, request: Request) -> Json:
     return await plane.get_account(principal, request.path_params["account"], request.query_params)
+
+
+async def account_usage(plane: ControlPlane, principal: Principal, request: Request) -> Json:
+    """Hearth extension: the usage ledger's sums for the account (see ``usage``)."""
+    return await usage.account_usage(
+        plane.gateway.ledger,
+        principal,
+        request.path_params["account"],
+        request.query_params,
+        datetime.now(UTC),
+    )
 
 
 async def collection(plane: ControlPlane, principal: Principal, request: Request) -> Json:
@@ -216,6 +228,7 @@ routes = [
     Route("/v1/accounts", endpoint(accounts), methods=["GET"]),
     Route("/v1/accounts/{account}", endpoint(account), methods=["GET"]),
     Route("/v1/accounts/{account}/users/{user}/{sub}", endpoint(user_keys), methods=_ALL),
+    Route("/v1/accounts/{account}/usage", endpoint(account_usage), methods=["GET"]),
     Route("/v1/accounts/{account}/{collection}", endpoint(collection), methods=["GET", "POST"]),
     Route("/v1/accounts/{account}/{collection}/{item}", endpoint(item), methods=_ALL),
     Route(

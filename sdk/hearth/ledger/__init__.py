@@ -46,6 +46,12 @@ class Ledger(Protocol):
         """`account`'s usage with since <= time < until, per model and UTC day."""
         ...
 
+    async def accelerator_totals(
+        self, account: str | None, since: datetime, until: datetime, *, per_hour: bool = False
+    ) -> list[AcceleratorTotal]:
+        """The operator's metered accelerator time (see `AcceleratorLedger`), for reports."""
+        ...
+
     async def close(self) -> None: ...
 
 
