@@ -7,9 +7,13 @@ security headers, every module an app file imports exists, the role table is
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -91,3 +95,48 @@ def test_first_page_is_under_300_kb() -> None:
     total = len(html.encode()) + sum(p.stat().st_size for p in seen)
     assert {p.name for p in seen} >= {"app.css", "app.js", "api.js", "dom.js"}
     assert total < 300_000, f"first page {total} bytes"
+
+
+def test_usage_page_is_in_the_nav_and_reads_the_usage_endpoint() -> None:
+    app = (STATIC / "app.js").read_text()
+    assert re.search(
+        r'path: "usage", title: "Usage", load: \(\) => import\("\./pages/usage\.js"\)', app
+    )
+    page = (STATIC / "pages" / "usage.js").read_text()
+    assert "export async function render(ctx, view)" in page
+    assert 'ctx.api.acct("usage")' in page
+    with client() as http:
+        served = http.get(f"{ASSETS_PATH}/pages/usage.js")
+    assert served.status_code == 200
+    assert served.headers["content-type"].startswith("text/javascript")
+
+
+NODE = shutil.which("node")
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed (only this check needs it)")
+def test_usage_page_periods_and_csv(tmp_path: Path) -> None:
+    """The page's pure helpers, run by Node: UTC-day periods and CSV quoting."""
+    script = tmp_path / "check.mjs"
+    script.write_text(
+        f"""
+const m = await import({json.dumps((STATIC / "pages" / "usage.js").as_uri())});
+const columns = [{{title: "model", value: (r) => r.a}}, {{title: "n", value: (r) => r.n}}];
+console.log(JSON.stringify({{
+  month: m.presetDays("this-month", new Date("2026-12-15T10:00:00Z")),
+  lastMonth: m.presetDays("last-month", new Date("2026-01-15T10:00:00Z")),
+  week: m.presetDays("7-days", new Date("2026-03-02T10:00:00Z")),
+  query: m.periodQuery("2026-12-01", "2026-12-31"),
+  csv: m.toCsv(columns, [{{a: "=cmd()", n: -3}}, {{a: 'x,"y"', n: 1.5}}]),
+}}));
+"""
+    )
+    assert NODE is not None
+    ran = subprocess.run([NODE, str(script)], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    got = json.loads(ran.stdout)
+    assert got["month"] == ["2026-12-01", "2026-12-31"]
+    assert got["lastMonth"] == ["2025-12-01", "2025-12-31"]
+    assert got["week"] == ["2026-02-24", "2026-03-02"]
+    assert got["query"] == {"startTime": "2026-12-01T00:00:00Z", "endTime": "2027-01-01T00:00:00Z"}
+    assert got["csv"] == 'model,n\r\n\'=cmd(),-3\r\n"x,""y""",1.5\r\n'

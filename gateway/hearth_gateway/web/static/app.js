@@ -12,6 +12,7 @@ const PAGES = [
   { path: "playground", title: "Playground", load: () => import("./pages/playground.js") },
   { path: "datasets", title: "Datasets", load: () => import("./pages/datasets.js") },
   { path: "fine-tuning", title: "Fine-tuning", load: () => import("./pages/finetuning.js") },
+  { path: "usage", title: "Usage", load: () => import("./pages/usage.js") },
 ];
 
 const main = document.getElementById("main");
