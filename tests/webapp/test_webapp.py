@@ -253,6 +253,26 @@ def test_playground_streams_an_answer_and_its_code_runs(
     expect(page.locator("#pg-code")).to_contain_text("/inference/v1/chat/completions")
 
 
+def test_usage_shows_an_inference_just_made(stack: Stack, page: Any) -> None:
+    answer = httpx.post(
+        f"{stack.url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {stack.keys['ivy']}"},
+        json={
+            "model": "accounts/acme/models/tiny",
+            "max_tokens": 2,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text
+    sign_in(page, stack.keys["ivy"])
+    page.get_by_role("link", name="Usage").click()
+    # The ledger write follows the answer; the page refreshes by itself until it is there.
+    row = page.locator("#usage-tokens tbody tr", has_text="tiny")
+    expect(row.first).to_be_visible(timeout=30_000)
+    expect(page.locator("#usage-summary")).to_contain_text("requests")
+
+
 def test_pages_fit_a_phone_screen(stack: Stack, browser: Any) -> None:
     """At 390 px nothing makes the page scroll sideways (wide tables scroll in their box)."""
     context = browser.new_context(base_url=stack.url, viewport={"width": 390, "height": 844})
@@ -266,6 +286,7 @@ def test_pages_fit_a_phone_screen(stack: Stack, browser: Any) -> None:
             "playground",
             "datasets",
             "fine-tuning",
+            "usage",
         ):
             page.goto(f"/#/{section}")
             expect(page.locator("main h1")).to_be_visible()
