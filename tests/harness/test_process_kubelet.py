@@ -81,7 +81,7 @@ def test_http_server_pod_becomes_ready_and_is_killed_on_delete(
     assert running.status.phase == "Running"
     assert running.spec.node_name == "process-node"
     ip = running.status.pod_ip
-    assert ip.startswith("127.0.1.")
+    assert ip.startswith("127.") and ip != "127.0.0.1"
     status = running.status.container_statuses[0]
     assert status.ready and status.state.running is not None and status.restart_count == 0
     with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as response:
@@ -189,7 +189,7 @@ def test_fake_ready_mode(api: KubeEmulatorServer, core: CoreV1Api) -> None:
     with ProcessKubelet(api, fake_ready=True):
         core.create_namespaced_pod("default", pod("fake", ["/does/not/exist"]))
         fake = eventually(lambda: ready(core, "fake"))
-        assert fake.status.phase == "Running" and fake.status.pod_ip.startswith("127.0.1.")
+        assert fake.status.phase == "Running" and fake.status.pod_ip.startswith("127.")
         core.delete_namespaced_pod("fake", "default")
         eventually(lambda: api.get("v1", "Pod", "fake", "default") is None)
 

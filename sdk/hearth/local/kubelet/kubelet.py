@@ -3,8 +3,8 @@
 It is a separate component that only talks to the API over HTTP, like a real
 kubelet (plus the scheduler's one job: binding unbound pods to its node). It
 watches pods, runs each one with a :class:`PodWorker`, gives every pod its own
-loopback address (127.0.1.1, 127.0.1.2, ...: all of 127.0.0.0/8 is local on Linux,
-so a server bound to its POD_IP gets a real address and keeps its real port), and
+loopback address (all of 127.0.0.0/8 is local on Linux, so a server bound to its
+POD_IP gets a real address and keeps its real port), and
 finishes graceful deletions: SIGTERM, SIGKILL after the grace period, then a DELETE
 with grace period 0.
 
@@ -20,6 +20,7 @@ import ipaddress
 import logging
 import os
 import pathlib
+import random
 import sys
 import tempfile
 from collections.abc import Coroutine, Iterable, Mapping
@@ -37,6 +38,13 @@ from hearth.local.kubelet.pods import PodWorker, now
 logger = logging.getLogger("hearth.local.kubelet")
 
 
+def random_first_ip() -> str:
+    """A first pod address in a block of its own (127.128-250.x.1). Two kubelets on one
+    machine (two test sessions, a local Hearth beside the tests) would otherwise start
+    servers on the same POD_IP:port, and one cluster's requests would reach the other's."""
+    return f"127.{random.randint(128, 250)}.{random.randint(0, 255)}.1"
+
+
 class ProcessKubelet:
     def __init__(
         self,
@@ -52,7 +60,7 @@ class ProcessKubelet:
         inherit_env: bool = True,
         fake_ready: bool = False,
         run_jobs: bool = True,
-        first_ip: str = "127.0.1.1",
+        first_ip: str | None = None,
         backoff_base: float = 0.2,
         backoff_max: float = 5.0,
         probe_period_cap: float | None = None,
@@ -79,7 +87,7 @@ class ProcessKubelet:
         self.fake_ready = fake_ready
         self.run_jobs = run_jobs
         self.host_ip = "127.0.0.1"
-        self._first_ip = self._next_ip = ipaddress.IPv4Address(first_ip)
+        self._first_ip = self._next_ip = ipaddress.IPv4Address(first_ip or random_first_ip())
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.probe_period_cap = probe_period_cap
@@ -120,8 +128,8 @@ class ProcessKubelet:
 
     def allocate_ip(self) -> str:
         """The next address, never one just released: like most CNI plugins, addresses are
-        handed out in order and reused only after wrapping around (127.0.1.1 onwards, about
-        65,000 of them), so a new pod is never mistaken for a deleted one by its IP."""
+        handed out in order and reused only after wrapping around, so a new pod is never
+        mistaken for a deleted one by its IP."""
         address = self._next_ip
         self._next_ip += 1
         while str(self._next_ip).endswith((".0", ".255")):
