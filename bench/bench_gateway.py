@@ -58,8 +58,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hearth.api_keys import generate_key, hash_key, key_prefix, new_salt  # noqa: E402
+from hearth.local.emulator import KubeEmulatorServer  # noqa: E402
 from hearth.local.emulator.patching import MERGE_PATCH  # noqa: E402
-from tests.harness.emulator import KubeEmulatorServer  # noqa: E402
 
 ACCOUNT = "bench"
 HEARTH_API = "hearth.dev/v1alpha1"

@@ -33,10 +33,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hearth.local.emulator import KubeEmulatorServer  # noqa: E402
+from hearth.local.emulator.hearth_rules import hearth_validator  # noqa: E402
+from hearth.local.kubelet import ProcessKubelet  # noqa: E402
 from hearth_operator.kube import Kube  # noqa: E402
-from tests.harness.emulator import KubeEmulatorServer  # noqa: E402
-from tests.harness.emulator.hearth_rules import hearth_validator  # noqa: E402
-from tests.harness.kubelet import ProcessKubelet  # noqa: E402
 
 TARGET_SECONDS = 60.0
 TARGET_RSS_MB = 300.0

@@ -39,6 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hearth.local.kubelet import ProcessKubelet  # noqa: E402
 from tests.gateway.test_gateway_component import (  # noqa: E402
     api_key,
     free_port,
@@ -46,7 +47,6 @@ from tests.gateway.test_gateway_component import (  # noqa: E402
     read_key,
     user,
 )
-from tests.harness.kubelet import ProcessKubelet  # noqa: E402
 from tests.harness.waiting import eventually  # noqa: E402
 from tests.operator.conftest import Cluster, emulated_cluster, local_process_settings  # noqa: E402
 
