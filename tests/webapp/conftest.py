@@ -133,7 +133,8 @@ def _serve(
 
 
 @pytest.fixture(scope="package")
-def browser(stack: Stack) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
+    """One Chromium for the package (Playwright's sync API allows one session per thread)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
