@@ -40,13 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hearth.local.kubelet import ProcessKubelet  # noqa: E402
-from tests.gateway.test_gateway_component import (  # noqa: E402
-    api_key,
-    free_port,
-    gateway_process,
-    read_key,
-    user,
-)
+from tests.gateway.component import free_port, read_key  # noqa: E402
+from tests.gateway.test_gateway_component import api_key, gateway_process, user  # noqa: E402
 from tests.harness.waiting import eventually  # noqa: E402
 from tests.operator.conftest import Cluster, emulated_cluster, local_process_settings  # noqa: E402
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +25,10 @@ import pytest
 
 from hearth_operator.constants import user_api_key_secret_name
 from hearth_operator.planning.api_key import key_from_secret
+
+# Stack, free_port and read_key are shared with the other component tests (and imported
+# from here by some of them).
+from tests.gateway.component import Stack, free_port, read_key
 from tests.harness.kubelet import ProcessKubelet
 from tests.harness.waiting import eventually
 from tests.operator.conftest import Cluster, emulated_cluster, local_process_settings
@@ -128,36 +130,6 @@ spec: {model: pirate, deployment: smol}
 """,
     ]
 )
-
-
-@dataclass
-class Stack:
-    cluster: Cluster
-    url: str
-    keys: dict[str, str]
-    ledger_path: Path
-
-    def post(self, path: str, key: str | None, body: dict, **kwargs) -> httpx.Response:
-        headers = {"authorization": f"Bearer {key}"} if key else {}
-        return httpx.post(f"{self.url}{path}", json=body, headers=headers, timeout=120, **kwargs)
-
-    def chat(self, key: str, model: str, **extra) -> httpx.Response:
-        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-        return self.post("/v1/chat/completions", key, {**body, **extra})
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def read_key(cluster: Cluster, namespace: str, name: str) -> str:
-    cluster.wait_state("ApiKey", name, "READY", namespace=namespace, timeout=60)
-    secret = cluster.get("Secret", user_api_key_secret_name(name), namespace)
-    key = key_from_secret(secret)
-    assert key, f"ApiKey {namespace}/{name} has no key in its Secret"
-    return key
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.test_gateway_component import api_key, free_port, model, read_key, user
+from tests.gateway.component import free_port, read_key
+from tests.gateway.test_gateway_component import api_key, model, user
 from tests.harness.kubelet import ProcessKubelet
 from tests.harness.waiting import eventually
 from tests.operator.conftest import Cluster, emulated_cluster, local_process_settings

@@ -19,12 +19,12 @@ import httpx
 import pytest
 
 from hearth.ledger import open_ledger
+from tests.gateway.component import read_key
 from tests.gateway.test_gateway_component import (
     api_key,
     base_dm_or_none,
     gateway_process,
     model,
-    read_key,
     user,
 )
 from tests.harness.kubelet import ProcessKubelet

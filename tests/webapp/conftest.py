@@ -92,7 +92,7 @@ def _serve(
     cluster: Cluster, kubelet: ProcessKubelet, tmp: Path, artifacts: Path
 ) -> Iterator[Stack]:
     """Accounts, users, keys and the deployment applied; then the gateway process."""
-    from tests.gateway.test_gateway_component import free_port, read_key
+    from tests.gateway.component import free_port, read_key
 
     cluster.apply(ACCOUNT)
     cluster.wait_state("Account", "acme", "READY", namespace=None)

@@ -24,8 +24,8 @@ from hearth_gateway.control.plane import ControlPlane
 from hearth_gateway.gateway import Gateway
 from hearth_gateway.web import routes as web_routes
 from tests.gateway import factories as f
+from tests.gateway.component import free_port
 from tests.gateway.test_control_usage import StateOnly, fill
-from tests.gateway.test_gateway_component import free_port
 from tests.webapp.conftest import CHROMIUM
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
