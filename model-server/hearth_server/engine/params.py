@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from hearth_server.engine.structured import StructuredSpec
+
 # Seeds are signed 64-bit integers, as in vLLM and torch.Generator.manual_seed.
 SEED_MIN = -(2**63)
 SEED_MAX = 2**63 - 1
@@ -48,6 +50,7 @@ class SamplingParams:
     min_tokens: int = 0
     logprobs: int | None = None  # number of top alternatives; None = no logprobs
     skip_special_tokens: bool = True
+    structured: StructuredSpec | None = None  # constrained decoding; None = free text
 
     @property
     def greedy(self) -> bool:
