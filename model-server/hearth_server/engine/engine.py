@@ -34,6 +34,7 @@ import torch
 
 from hearth_server.engine.adapters import AdapterStore
 from hearth_server.engine.detok import IncrementalDecoder, StopChecker
+from hearth_server.engine.embeddings import EmbeddingJob, EmbeddingQueue
 from hearth_server.engine.lora import LoRAWeights, SlotTable, load_adapter, patch_model
 from hearth_server.engine.params import ParamError, SamplingParams, StepOutput
 from hearth_server.engine.runner import Chunk, ModelRunner
@@ -140,6 +141,8 @@ class Engine:
         self.slots = SlotTable(config.max_loras, self.lora_modules)
         self.adapters = AdapterStore(config.max_cpu_loras, self.read_adapter)
         self.eos_ids = _eos_ids(model, tokenizer)
+        # Embedding jobs run on this thread between steps (see engine/embeddings.py).
+        self.embeddings = EmbeddingQueue(model, config.max_num_batched_tokens)
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         # Guards _queued, _closed and every put of an "add" into the inbox, so that a
         # request is either refused by submit or failed by the dying loop, never lost.
@@ -226,6 +229,13 @@ class Engine:
             self._queued.add(seq.id)
             self._inbox.put(("add", seq))
 
+    def submit_embedding(self, job: EmbeddingJob) -> None:
+        """Queue an embedding job (run between steps). Raises EngineDead."""
+        with self._lock:
+            if self._closed or not self.alive:
+                raise EngineDead(self._dead_message())
+            self._inbox.put(("embed", job))
+
     def abort(self, seq: Sequence) -> None:
         """Cancel ``seq``. A queued one gives its queue place back at once, so a
         client retrying right after an overload is not refused by a ghost."""
@@ -265,8 +275,10 @@ class Engine:
             # step and written by a later finish must agree (see runner).
             with torch.inference_mode():
                 while not self._stop.is_set():
-                    self._drain(block=not (self.running or self.waiting))
+                    self._drain(block=not (self.running or self.waiting or self.embeddings))
                     self._admit()
+                    if self.embeddings:
+                        self.embeddings.run_one_batch()
                     if self.running:
                         self._step()
         except BaseException as exc:  # the engine is dead; fail everyone visibly
@@ -294,7 +306,10 @@ class Engine:
                     break
                 if kind == "add":
                     undrained.append(arg)
+                elif kind == "embed":
+                    self.embeddings.jobs.append(arg)
             self._queued.clear()
+        self.embeddings.fail_all(reason)
         victims = [*self.running, *self.waiting, *undrained]
         self.running.clear()
         self.waiting.clear()
@@ -333,6 +348,8 @@ class Engine:
                 self._abort(arg)
             elif kind == "drop":
                 self.slots.drop(arg)
+            elif kind == "embed":
+                self.embeddings.jobs.append(arg)
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
