@@ -744,7 +744,7 @@ def main() -> None:
         if not args.skip_real:
             uri = args.model
             if uri is None:
-                from tests.server.conftest import build_tiny_model_dir
+                from hearth_server.models.tiny import build_tiny_model_dir
 
                 uri = str(build_tiny_model_dir(tmp / "tiny"))
             log(f"starting hearth-server on {uri}")

@@ -1,9 +1,11 @@
 """Scale from zero: from the first request to a Deployment at zero until its answer.
 
 A Deployment of the bundled SmolLM2 (``builtin://smollm2-135m-instruct``, CPU) sits at
-zero replicas behind the real gateway; the real operator runs against the emulated API
-server and the process kubelet runs the real hearth-server. One streaming chat request is
-sent through the gateway and timed, split by what a poller saw of the replica's pod:
+zero replicas behind the real gateway. Everything runs as ``hearthctl local up`` runs it
+(``hearth.local.stack.LocalHearth``): the emulated API server and the process kubelet in
+this process, the real operator and gateway as child processes, the real hearth-server as
+the pod. One streaming chat request is sent through the gateway and timed, split by what a
+poller saw of the replica's pod:
 
 - scheduling: request sent -> the pod bound to a node (the gateway's raise of the scale,
   the operator creating the pod, the kubelet binding it);
@@ -14,8 +16,9 @@ sent through the gateway and timed, split by what a poller saw of the replica's 
 
 The peer is the floor: the same hearth-server started by hand on the same model (process
 start to first token, no Kubernetes, no gateway). Each round scales the Deployment back to
-zero first. The first round of a fresh cache also converts the GGUF (about 30 s); the
-baseline runs first so the rounds measure the warm cache a cluster would have.
+zero first, through the REST API's ``:scale``. The first round of a fresh cache also
+converts the GGUF (about 30 s); the baseline runs first so the rounds measure the warm cache
+a cluster would have.
 
     .venv/bin/python bench/bench_scale_from_zero.py [--rounds 1]
 """
@@ -25,38 +28,60 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from hearth.local.stack import GROUP_VERSION, LocalHearth, UpOptions
+from hearth.local.state import RUN_ENV, LocalPaths
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hearth.local.kubelet import ProcessKubelet  # noqa: E402
-from tests.gateway.component import free_port, read_key  # noqa: E402
-from tests.gateway.test_gateway_component import api_key, gateway_process, user  # noqa: E402
-from tests.harness.waiting import eventually  # noqa: E402
-from tests.operator.conftest import Cluster, emulated_cluster, local_process_settings  # noqa: E402
-
+ACCOUNT = "acme"
 MODEL_URI = "builtin://smollm2-135m-instruct"
-RESOURCES = f"""
-apiVersion: hearth.dev/v1alpha1
-kind: Model
-metadata: {{name: smollm2, namespace: acme}}
-spec: {{kind: HF_BASE_MODEL, source: {{uri: '{MODEL_URI}'}}}}
----
-apiVersion: hearth.dev/v1alpha1
-kind: Deployment
-metadata: {{name: cold, namespace: acme}}
-spec: {{baseModel: smollm2, acceleratorType: CPU, minReplicaCount: 0}}
-"""
+RESOURCES: list[dict[str, Any]] = [
+    {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Model",
+        "metadata": {"name": "smollm2", "namespace": ACCOUNT},
+        "spec": {"kind": "HF_BASE_MODEL", "source": {"uri": MODEL_URI}},
+    },
+    {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Deployment",
+        "metadata": {"name": "cold", "namespace": ACCOUNT},
+        "spec": {"baseModel": "smollm2", "acceleratorType": "CPU", "minReplicaCount": 0},
+    },
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def eventually(condition: Callable[[], Any], timeout: float, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except (httpx.HTTPError, OSError):
+            pass  # not up yet
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f} s")
+        time.sleep(interval)
+
+
 PROMPT = [{"role": "user", "content": "What is the capital of France? One word."}]
 
 
@@ -64,14 +89,14 @@ PROMPT = [{"role": "user", "content": "What is the capital of France? One word."
 class PodWatch:
     """First moments (time.perf_counter) the poller saw the pod in each stage."""
 
-    cluster: Cluster
+    local: LocalHearth
     seen: dict[str, float] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         while not self.stop.is_set():
             now = time.perf_counter()
-            for pod in self.cluster.pods("cold"):
+            for pod in pods(self.local, "cold"):
                 if pod["metadata"].get("deletionTimestamp"):
                     continue
                 status = pod.get("status") or {}
@@ -111,8 +136,15 @@ def stream_first_token(url: str, key: str, model: str) -> tuple[float, float, st
     return first, time.perf_counter(), text
 
 
-def round_trip(cluster: Cluster, url: str, key: str, model: str) -> dict[str, Any]:
-    watch = PodWatch(cluster)
+def pods(local: LocalHearth, deployment: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = local.api.list(
+        "v1", "Pod", ACCOUNT, label_selector=f"hearth.dev/deployment={deployment}"
+    )
+    return found
+
+
+def round_trip(local: LocalHearth, url: str, key: str, model: str) -> dict[str, Any]:
+    watch = PodWatch(local)
     poller = threading.Thread(target=watch.run, daemon=True)
     poller.start()
     sent = time.perf_counter()
@@ -173,35 +205,37 @@ def main() -> None:
     print(f"baseline hearth-server: {json.dumps(floor)}", flush=True)
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        settings = local_process_settings(tmp / "pvc", resync_seconds=1.0)
-        with (
-            emulated_cluster(settings, tmp) as cluster,
-            ProcessKubelet(cluster.api, log_dir=tmp / "pod-logs", first_ip="127.79.0.1"),
-            cluster.operator(),
-        ):
-            cluster.apply(
-                "apiVersion: hearth.dev/v1alpha1\nkind: Account\nmetadata: {name: acme}\nspec: {}"
-            )
-            cluster.wait_state("Account", "acme", "READY", namespace=None)
-            cluster.apply(
-                "---".join([user("acme", "ann", "inference-user"), api_key("acme", "k", "ann")])
-            )
-            cluster.apply(RESOURCES)
-            key = read_key(cluster, "acme", "k")
-            eventually(  # the base DeployedModel the operator makes: the gateway routes to it
-                lambda: cluster.kube.list(
-                    "DeployedModel", "acme", labels={"hearth.dev/deployment": "cold"}
+        options = UpOptions(
+            api_port=free_port(), gateway_port=free_port(), account=ACCOUNT, timeout=300
+        )
+        local = LocalHearth(LocalPaths(Path(tmp_name) / "home"), options)
+        os.environ[RUN_ENV] = local.run_id  # so that stop() finds every process it started
+        try:
+            state = local.start()
+            for obj in RESOURCES:
+                local.api.apply(obj)
+            # The base DeployedModel the operator makes: the gateway routes to it.
+            eventually(
+                lambda: local.api.list(
+                    GROUP_VERSION, "DeployedModel", ACCOUNT, "hearth.dev/deployment=cold"
                 ),
-                timeout=60,
+                timeout=120,
             )
-            with gateway_process(cluster, tmp, tmp / "ledger.sqlite3") as url:
-                for number in range(args.rounds):
-                    cluster.kube.patch_scale("Deployment", "cold", "acme", 0)
-                    eventually(lambda: not cluster.pods("cold"), timeout=120)
-                    result = round_trip(cluster, url, key, "acme/smollm2#acme/cold")
-                    print(f"round {number + 1}: {json.dumps(result)}", flush=True)
-                    rounds.append(result)
+            url, key = options.gateway_url, state.api_key
+            headers = {"authorization": f"Bearer {key}"}
+            for number in range(args.rounds):
+                httpx.post(
+                    f"{url}/v1/accounts/{ACCOUNT}/deployments/cold:scale",
+                    json={"replicaCount": 0},
+                    headers=headers,
+                    timeout=30,
+                ).raise_for_status()
+                eventually(lambda: not pods(local, "cold"), timeout=120)
+                result = round_trip(local, url, key, f"{ACCOUNT}/smollm2#{ACCOUNT}/cold")
+                print(f"round {number + 1}: {json.dumps(result)}", flush=True)
+                rounds.append(result)
+        finally:
+            local.stop()
     report = {
         "model": MODEL_URI,
         "baseline": floor,

@@ -19,9 +19,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from hearth_server.models.tiny import build_tiny_model_dir
 from tests.harness.kubelet import ProcessKubelet
 from tests.operator.conftest import emulated_cluster, local_process_settings
-from tests.server.conftest import build_tiny_model_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

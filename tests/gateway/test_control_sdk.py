@@ -31,9 +31,10 @@ from tests.harness.waiting import eventually
 from tests.operator.conftest import Cluster, emulated_cluster, local_process_settings
 
 pytest.importorskip("torch")
+from hearth_server.models.tiny import build_tiny_model_dir
 from tests.gateway.component import free_port, read_key
 from tests.gateway.test_gateway_component import api_key, model, user
-from tests.server.conftest import build_tiny_model_dir, make_adapter
+from tests.server.conftest import make_adapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

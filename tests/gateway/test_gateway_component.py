@@ -34,7 +34,8 @@ from tests.harness.waiting import eventually
 from tests.operator.conftest import Cluster, emulated_cluster, local_process_settings
 
 pytest.importorskip("torch")
-from tests.server.conftest import build_tiny_model_dir, make_adapter
+from hearth_server.models.tiny import build_tiny_model_dir
+from tests.server.conftest import make_adapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

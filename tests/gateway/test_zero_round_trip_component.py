@@ -32,7 +32,7 @@ from tests.harness.waiting import eventually
 from tests.operator.conftest import emulated_cluster, local_process_settings
 
 pytest.importorskip("torch")
-from tests.server.conftest import build_tiny_model_dir
+from hearth_server.models.tiny import build_tiny_model_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

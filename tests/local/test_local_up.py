@@ -22,7 +22,7 @@ from tests.harness.tools import kubectl_path, missing_reason
 from tests.harness.waiting import eventually
 
 pytest.importorskip("torch")
-from tests.server.conftest import build_tiny_model_dir
+from hearth_server.models.tiny import build_tiny_model_dir
 
 KUBECTL = kubectl_path()
 HEARTHCTL = str(Path(sys.executable).parent / "hearthctl")

@@ -15,10 +15,10 @@ import pytest
 
 pytest.importorskip("torch")
 
+from hearth_server.models.tiny import build_tiny_model_dir
 from tests.harness.kubelet import ProcessKubelet
 from tests.harness.waiting import eventually
 from tests.operator.conftest import Cluster
-from tests.server.conftest import build_tiny_model_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # runs hearth-trainer processes
 

@@ -22,7 +22,8 @@ import pytest
 from hearth_server.engine.engine import Engine, EngineConfig, Sequence
 from hearth_server.engine.params import SamplingParams, StepOutput
 from hearth_server.engine.sampler import NON_FINITE
-from tests.server.conftest import CORPUS, Collected, generate, load_tiny
+from hearth_server.models.tiny import CORPUS
+from tests.server.conftest import Collected, generate, load_tiny
 from tests.server.test_engine import wait_until
 from tests.server.test_engine_robustness import _poisoned, _serve
 

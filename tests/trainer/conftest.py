@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from tests.server.conftest import build_tiny_model_dir
+from hearth_server.models.tiny import build_tiny_model_dir
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         pytest.skip(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
     pytest.importorskip("playwright", reason="playwright is in the dev extra: make install")
     pytest.importorskip("torch")
-    from tests.server.conftest import build_tiny_model_dir, make_adapter
+    from hearth_server.models.tiny import build_tiny_model_dir
+    from tests.server.conftest import make_adapter
 
     tmp = tmp_path_factory.mktemp("webapp")
     artifacts = tmp / "pvc" / "artifacts"
