@@ -21,6 +21,7 @@ from hearth_server.api.guards import RequestGuard
 from hearth_server.api.metrics import Metrics
 from hearth_server.api.openai.chat import router as chat
 from hearth_server.api.openai.completions import router as completions
+from hearth_server.api.openai.embeddings import router as embeddings
 from hearth_server.api.openai.models import router as models
 from hearth_server.api.openai.tokenize import router as tokenize
 from hearth_server.api.state import ServerState
@@ -78,7 +79,7 @@ def build_app(
     app = FastAPI(title="hearth-server", lifespan=lifespan)
     app.state.hearth = state
     ready = [Depends(require_ready)]
-    for module in (chat, completions, models, tokenize, anthropic_messages):
+    for module in (chat, completions, embeddings, models, tokenize, anthropic_messages):
         app.include_router(module.router, dependencies=ready)
     app.include_router(health.router)
     app.include_router(metrics.router)

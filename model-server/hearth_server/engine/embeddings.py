@@ -35,6 +35,7 @@ class EmbeddingJob:
     inputs: list[list[int]]
     deliver: Deliver
     done: int = 0  # inputs embedded so far
+    cancelled: bool = False  # set by the waiting handler when its client has gone
     vectors: list[torch.Tensor] = field(default_factory=list)
 
 
@@ -88,6 +89,9 @@ class EmbeddingQueue:
         """Embed the next micro-batch of the oldest job; deliver the job when complete.
         A failure fails that job only."""
         job = self.jobs[0]
+        if job.cancelled:
+            self.jobs.popleft()
+            return
         end = next_batch(job.inputs, job.done, self.token_budget)
         try:
             job.vectors.append(self.embed(job.inputs[job.done : end]))
