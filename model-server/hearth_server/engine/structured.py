@@ -1,17 +1,44 @@
-"""Constrained decoding: the engine-side description of a structured-output request.
+"""Constrained decoding: structured-output specs, their grammars, and per-row matchers.
 
 ``StructuredSpec`` is what the API layers (OpenAI ``response_format``, Anthropic
-``output_format``, forced tool calls) hand to the engine. The engine turns it into a
-per-row grammar matcher; rows without a spec never touch this module's machinery.
+``output_format``, forced tool calls) hand to the engine. The engine compiles it once per
+distinct spec into an llguidance matcher (cached per tokenizer), gives each constrained
+row its own copy, masks that row's logits with the tokens the grammar allows next and
+advances the matcher on the sampled token.
+
+llguidance is imported only when the first constrained request arrives: a server that
+never sees one never loads it, and unconstrained rows never call into this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+if TYPE_CHECKING:
+    import llguidance
+    from llguidance._lib import JsonCompileOptions
 
 StructuredKind = Literal["json_object", "json_schema", "grammar"]
+
+# Distinct compiled specs kept per tokenizer (each holds a lexer and parser tables).
+CACHE_SIZE = 64
+
+# JSON is generated in one canonical layout (``{"a": 1, "b": [2, 3]}``): free whitespace
+# lets a model pad with spaces and newlines until max_tokens instead of closing the value.
+_JSON_LAYOUT: JsonCompileOptions = {
+    "whitespace_flexible": False,
+    "item_separator": ", ",
+    "key_separator": ": ",
+}
+
+_ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
 
 
 @dataclass(frozen=True)
@@ -27,3 +54,177 @@ class StructuredSpec:
     schema: Mapping[str, Any] | None = None  # json_schema
     grammar: str | None = None  # GBNF text for kind="grammar"
     strict: bool = True
+
+
+class GrammarError(ValueError):
+    """The spec cannot be compiled; the message names the unsupported feature or the
+    syntax error."""
+
+
+def spec_key(spec: StructuredSpec) -> str:
+    """A canonical text for ``spec``: equal specs share one compiled grammar."""
+    schema = None if spec.schema is None else json.dumps(spec.schema, sort_keys=True)
+    return json.dumps([spec.kind, schema, spec.grammar])
+
+
+def closed_objects(schema: Any, in_all_of: bool = False) -> Any:
+    """``schema`` with ``additionalProperties: false`` on every object schema that lists
+    ``properties`` and says nothing about extra keys: Fireworks treats such schemas as
+    closed, and a model left free to add keys tends to. Branches of ``allOf`` are left
+    open, since closing each would forbid the other branches' keys."""
+    if isinstance(schema, list):
+        return [closed_objects(s, in_all_of) for s in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    out = {k: closed_objects(v, k == "allOf") for k, v in schema.items()}
+    open_keys = ("additionalProperties", "unevaluatedProperties", "patternProperties")
+    if "properties" in schema and not in_all_of and not any(k in schema for k in open_keys):
+        out["additionalProperties"] = False
+    return out
+
+
+def grammar_text(spec: StructuredSpec) -> str:
+    """The llguidance grammar for ``spec`` (not yet checked against a tokenizer)."""
+    import llguidance
+
+    if spec.kind == "grammar":
+        if not spec.grammar or not spec.grammar.strip():
+            raise GrammarError("the grammar is empty")
+        try:
+            return llguidance.grammar_from("gbnf", spec.grammar)
+        except ValueError as exc:  # the GBNF-to-Lark conversion names the problem
+            raise GrammarError(_without_prefix(str(exc))) from None
+    schema = _ANY_OBJECT if spec.kind == "json_object" else spec.schema
+    if schema is None:
+        raise GrammarError("json_schema needs a schema")
+    try:
+        return llguidance.LLMatcher.grammar_from_json_schema(
+            closed_objects(schema), overrides=_JSON_LAYOUT
+        )
+    except ValueError as exc:
+        raise GrammarError(f"the schema is not valid JSON: {exc}") from None
+
+
+def check_grammar(grammar: str, tokenizer: llguidance.LLTokenizer | None = None) -> None:
+    """Raise GrammarError naming what llguidance cannot enforce (``Unimplemented keys:
+    ["uniqueItems"]``, ``Unknown format: foo``, a grammar syntax error)."""
+    import llguidance
+
+    failed, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
+    if failed:
+        raise GrammarError(_first_line(messages[0]) if messages else "the grammar is invalid")
+
+
+def _without_prefix(message: str) -> str:
+    return message.removeprefix("Failed to convert the grammar from GBNF to Lark: ")
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else message
+
+
+_checked: OrderedDict[str, str] = OrderedDict()
+_checked_lock = threading.Lock()
+
+
+def validate_spec(spec: StructuredSpec) -> None:
+    """Raise GrammarError if ``spec`` cannot be enforced, whatever the tokenizer (used by
+    the API layers to answer 400 before a request reaches the engine). Cached."""
+    key = spec_key(spec)
+    with _checked_lock:
+        if key in _checked:
+            _checked.move_to_end(key)
+            return
+    grammar = grammar_text(spec)
+    check_grammar(grammar)
+    with _checked_lock:
+        _checked[key] = grammar
+        while len(_checked) > CACHE_SIZE:
+            _checked.popitem(last=False)
+
+
+class Constraint:
+    """One row's matcher: which tokens may come next, and whether the output is done."""
+
+    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int) -> None:
+        self._matcher = matcher
+        self._vocab_size = vocab_size
+
+    def allowed(self) -> torch.Tensor:
+        """A bool tensor over the model's vocabulary: True where the token may come next
+        (EOS is among them only once the output is complete)."""
+        packed = torch.frombuffer(bytearray(self._matcher.compute_bitmask()), dtype=torch.int32)
+        shifts = torch.arange(32, dtype=torch.int32)
+        bits = (packed.unsqueeze(-1) >> shifts) & 1
+        return bits.reshape(-1)[: self._vocab_size].bool()
+
+    def advance(self, token: int) -> bool:
+        """Feed the sampled token; True when the grammar admits no further token (the
+        row is finished). A token the grammar refuses raises GrammarError."""
+        if not self._matcher.consume_token(token):
+            raise GrammarError(f"the grammar refused token {token}: {self._matcher.get_error()}")
+        return self._matcher.is_stopped()
+
+    @property
+    def error(self) -> str | None:
+        return self._matcher.get_error() if self._matcher.is_error() else None
+
+
+class GrammarCache:
+    """Compiled grammars for one tokenizer, keyed by spec; hands out fresh matchers.
+
+    Thread-safe: ``compile`` runs on request threads (via ``Engine.check``) and
+    ``constraint`` on the engine thread. The llguidance tokenizer is built on first use.
+    """
+
+    def __init__(self, tokenizer: Any, vocab_size: int, eos_ids: Sequence[int]) -> None:
+        self._hf_tokenizer = tokenizer
+        self._vocab_size = vocab_size
+        self._eos_ids = list(eos_ids)
+        self._tokenizer: llguidance.LLTokenizer | None = None
+        self._prototypes: OrderedDict[str, llguidance.LLMatcher] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _ll_tokenizer(self) -> llguidance.LLTokenizer:
+        with self._lock:
+            if self._tokenizer is None:
+                import llguidance.hf
+
+                try:
+                    self._tokenizer = llguidance.hf.from_tokenizer(
+                        self._hf_tokenizer,
+                        n_vocab=self._vocab_size,
+                        eos_token=self._eos_ids or None,
+                    )
+                except ValueError as exc:  # a slow (Python) tokenizer
+                    raise GrammarError(
+                        f"structured output needs a fast tokenizer for this model: {exc}"
+                    ) from None
+            return self._tokenizer
+
+    def compile(self, spec: StructuredSpec) -> llguidance.LLMatcher:
+        """The pristine matcher for ``spec``, compiled on first sight; GrammarError if it
+        cannot be."""
+        key = spec_key(spec)
+        with self._lock:
+            found = self._prototypes.get(key)
+            if found is not None:
+                self._prototypes.move_to_end(key)
+                return found
+        import llguidance
+
+        tokenizer = self._ll_tokenizer()
+        grammar = grammar_text(spec)
+        check_grammar(grammar, tokenizer)
+        matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
+        if matcher.is_error():
+            raise GrammarError(_first_line(matcher.get_error()))
+        with self._lock:
+            self._prototypes[key] = matcher
+            while len(self._prototypes) > CACHE_SIZE:
+                self._prototypes.popitem(last=False)
+        return matcher
+
+    def constraint(self, spec: StructuredSpec) -> Constraint:
+        """A fresh matcher for one row (a copy of the compiled one: no recompilation)."""
+        return Constraint(self.compile(spec).deep_copy(), self._vocab_size)
