@@ -40,6 +40,9 @@ _JSON_LAYOUT: JsonCompileOptions = {
 
 _ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
 
+# Deeper schemas are refused before anything recurses over them.
+MAX_SCHEMA_DEPTH = 64
+
 
 @dataclass(frozen=True)
 class StructuredSpec:
@@ -62,9 +65,24 @@ class GrammarError(ValueError):
 
 
 def spec_key(spec: StructuredSpec) -> str:
-    """A canonical text for ``spec``: equal specs share one compiled grammar."""
+    """A canonical text for ``spec``: equal specs share one compiled grammar. Raises
+    GrammarError for a schema nested deeper than MAX_SCHEMA_DEPTH."""
+    if spec.schema is not None and nesting(spec.schema) > MAX_SCHEMA_DEPTH:
+        raise GrammarError(f"the schema is nested deeper than {MAX_SCHEMA_DEPTH} levels")
     schema = None if spec.schema is None else json.dumps(spec.schema, sort_keys=True)
     return json.dumps([spec.kind, schema, spec.grammar])
+
+
+def nesting(value: Any) -> int:
+    """How deeply objects and arrays nest in ``value`` (iterative: no recursion limit)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        children = item.values() if isinstance(item, Mapping) else item
+        if isinstance(item, Mapping | list):
+            deepest = max(deepest, depth)
+            todo.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def closed_objects(schema: Any, in_all_of: bool = False) -> Any:
@@ -93,7 +111,9 @@ def grammar_text(spec: StructuredSpec) -> str:
         try:
             return llguidance.grammar_from("gbnf", spec.grammar)
         except ValueError as exc:  # the GBNF-to-Lark conversion names the problem
-            raise GrammarError(_without_prefix(str(exc))) from None
+            raise GrammarError(f"invalid grammar: {_without_prefix(str(exc))}") from None
+        except RecursionError:
+            raise GrammarError("the grammar is nested too deeply") from None
     schema = _ANY_OBJECT if spec.kind == "json_object" else spec.schema
     if schema is None:
         raise GrammarError("json_schema needs a schema")
@@ -103,6 +123,8 @@ def grammar_text(spec: StructuredSpec) -> str:
         )
     except ValueError as exc:
         raise GrammarError(f"the schema is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise GrammarError("the schema is nested too deeply") from None
 
 
 def check_grammar(grammar: str, tokenizer: llguidance.LLTokenizer | None = None) -> None:
@@ -112,7 +134,24 @@ def check_grammar(grammar: str, tokenizer: llguidance.LLTokenizer | None = None)
 
     failed, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
     if failed:
-        raise GrammarError(_first_line(messages[0]) if messages else "the grammar is invalid")
+        raise GrammarError(_explain(messages[0] if messages else "the grammar is invalid"))
+
+
+def _explain(message: str) -> str:
+    """llguidance's message, first line only, with its key list spelt for a reader."""
+    line = _first_line(message)
+    if "coerce_one_of" in line:
+        return "unsupported JSON Schema feature: oneOf with overlapping branches (use anyOf)"
+    for prefix in ("Unimplemented keys: ", "Unimplemented key: "):
+        if line.startswith(prefix):
+            try:
+                keys = json.loads(line.removeprefix(prefix))
+            except ValueError:
+                break
+            if isinstance(keys, list) and keys:
+                names = ", ".join(str(k) for k in keys)
+                return f"unsupported JSON Schema keyword: {names}"
+    return line
 
 
 def _without_prefix(message: str) -> str:
@@ -218,7 +257,7 @@ class GrammarCache:
         check_grammar(grammar, tokenizer)
         matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
         if matcher.is_error():
-            raise GrammarError(_first_line(matcher.get_error()))
+            raise GrammarError(_explain(matcher.get_error()))
         with self._lock:
             self._prototypes[key] = matcher
             while len(self._prototypes) > CACHE_SIZE:
