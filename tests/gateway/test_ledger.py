@@ -24,6 +24,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, func, select, text
 
+from hearth.ledger import AccountTokens
 from hearth.ledger.engine import ledger_url
 from hearth.ledger.migrate import alembic_config
 from hearth.ledger.schema import Base, UsageRow
@@ -221,6 +222,28 @@ async def test_totals_per_day_and_model(store_url: str) -> None:
     ]
     assert other == [UsageTotal("other", "m1", day1, 1, 32, 320)]
     assert nobody == []
+
+
+@pytest.mark.asyncio
+async def test_account_tokens_sum_every_model_per_account(store_url: str) -> None:
+    records = [
+        usage("a", model="m1", prompt_tokens=1, cached_tokens=0, completion_tokens=10),
+        usage("b", model="m2", prompt_tokens=2, cached_tokens=2, completion_tokens=20),
+        usage("c", account="other", prompt_tokens=4, cached_tokens=1, completion_tokens=40),
+        # Outside the window (until is exclusive): not counted.
+        usage("d", time=T0 + timedelta(hours=1), prompt_tokens=8, completion_tokens=80),
+    ]
+    ledger = open_ledger(store_url)
+    try:
+        for record in records:
+            await ledger.record(record)
+        sums = await ledger.account_tokens(T0, T0 + timedelta(hours=1))
+    finally:
+        await ledger.close()
+    assert sums == [
+        AccountTokens("acme", requests=2, prompt_tokens=3, cached_tokens=2, completion_tokens=30),
+        AccountTokens("other", requests=1, prompt_tokens=4, cached_tokens=1, completion_tokens=40),
+    ]
 
 
 @pytest.mark.asyncio

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hearth.ledger import AcceleratorSeconds, open_ledger
+from hearth.ledger import AcceleratorSeconds, UsageRecord, open_ledger
 from hearth_operator.planning.metering import scheduled_at
 from hearth_operator.settings import Settings
 from tests.harness.kubelet import ProcessKubelet
@@ -223,3 +223,65 @@ def test_replica_seconds_match_pod_lifetimes_across_scale_down_and_restart(meter
         assert big_usage["acceleratorSeconds"][H100] == pytest.approx(
             2 * big_usage["replicaSeconds"][H100], abs=1
         )
+
+
+def test_account_status_sums_the_gateways_requests_of_this_month(metered):
+    cluster, ledger = metered
+    now = datetime.now(UTC)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+    def record(request_id: str, account: str, when: datetime, prompt: int) -> UsageRecord:
+        return UsageRecord(
+            request_id=request_id,
+            time=when,
+            account=account,
+            user="ann",
+            key_id="k",
+            model="accounts/acme/models/smollm2",
+            deployment="accounts/acme/deployments/small",
+            serverless=False,
+            prompt_tokens=prompt,
+            cached_tokens=1,
+            completion_tokens=2 * prompt,
+            status=200,
+            latency_ms=5.0,
+        )
+
+    async def write(records: list[UsageRecord]) -> None:
+        store = open_ledger(ledger.url, workers=1)
+        try:
+            for one in records:
+                await store.record(one)
+        finally:
+            await store.close()
+
+    asyncio.run(
+        write(
+            [
+                record("r1", "acme", now, 10),
+                record("r2", "acme", now, 20),
+                record("r3", "other", now, 40),  # another account's bill
+                record("r4", "acme", month_start - timedelta(seconds=1), 80),  # last month
+            ]
+        )
+    )
+    with cluster.operator():
+        cluster.apply(ACCOUNT)
+        cluster.wait_state("Account", "acme", "READY", namespace=None)
+
+        def billed() -> dict[str, Any] | None:
+            account = cluster.get("Account", "acme", namespace=None)
+            found = ((account or {}).get("status") or {}).get("tokenUsage")
+            return found if found and found.get("requests") else None
+
+        tokens = eventually(billed, timeout=30)
+        assert tokens == {
+            "periodStart": month_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "requests": 2,
+            "promptTokens": 30,
+            "cachedTokens": 2,
+            "completionTokens": 60,
+        }
+        # A request recorded later shows up in a later pass.
+        asyncio.run(write([record("r5", "acme", datetime.now(UTC), 5)]))
+        eventually(lambda: (billed() or {}).get("requests") == 3, timeout=30)

@@ -5,7 +5,8 @@ One loop for the whole operator (like the resync and the autoscaler). Every
 per UTC hour from its timestamps (``planning/metering.py``) and writes the rows that
 changed into the ledger the gateway writes (``hearth.ledger``; one row per pod and hour,
 replaced on every write). It then sums the period (the UTC month) per Deployment and per
-Account from the ledger and writes ``status.acceleratorUsage``.
+Account from the ledger and writes ``status.acceleratorUsage``, and the gateway's request
+records per Account into ``status.tokenUsage``.
 
 A replica's end is the moment its containers stopped, or the moment the watch reported
 it deleted (``pod_deleted``, called from the pod event handler); the next pass writes it.
@@ -29,11 +30,13 @@ from ..planning.metering import (
     HOUR,
     HourSeconds,
     ReplicaSpan,
+    Tokens,
     Total,
     hour_of,
     period_start,
     replica_span,
     rows_to_write,
+    token_usage_status,
     usage_patch,
     usage_status,
     usage_statuses,
@@ -126,31 +129,38 @@ class Meter:
             for t in found
         ]
         deployments, accounts = usage_statuses(totals, start)
-        await asyncio.to_thread(self._apply_statuses, deployments, accounts, start)
+        tokens = {
+            t.account: Tokens(t.requests, t.prompt_tokens, t.cached_tokens, t.completion_tokens)
+            for t in await ledger.account_tokens(start, now + HOUR)
+        }
+        await asyncio.to_thread(self._apply_statuses, deployments, accounts, tokens, start)
 
     def _apply_statuses(
         self,
         deployments: dict[tuple[str, str], dict[str, object]],
         accounts: dict[str, dict[str, object]],
+        tokens: dict[str, Tokens],
         start: datetime,
     ) -> None:
         empty = usage_status([], start)
         watched = set(self.ctx.settings.watch_namespaces)
         namespaces: tuple[str | None, ...] = self.ctx.settings.watch_namespaces or (None,)
-        objects: list[tuple[Obj, dict[str, object]]] = []
+        objects: list[tuple[Obj, dict[str, object], dict[str, object]]] = []
         for namespace in namespaces:
             for deployment in self.ctx.kube.list("Deployment", namespace):
                 metadata = deployment["metadata"]
                 key = (metadata.get("namespace") or "", metadata["name"])
-                objects.append((deployment, deployments.get(key, empty)))
+                objects.append((deployment, deployments.get(key, empty), {}))
         for account in self.ctx.kube.list("Account"):
             name = account["metadata"]["name"]
             if not watched or name in watched:
-                objects.append((account, accounts.get(name, empty)))
-        for obj, usage in objects:
+                billed = token_usage_status(tokens.get(name, Tokens()), start)
+                objects.append((account, accounts.get(name, empty), {"tokenUsage": billed}))
+        for obj, usage, more in objects:
             previous = (obj.get("status") or {}).get("acceleratorUsage")
             try:
-                self.ctx.write_status(obj, {"acceleratorUsage": usage_patch(usage, previous)})
+                patch = {"acceleratorUsage": usage_patch(usage, previous), **more}
+                self.ctx.write_status(obj, patch)
             except Exception:
                 metadata = obj["metadata"]
                 log.exception(

@@ -265,3 +265,24 @@ def usage_statuses(
         {key: usage_status(group, start) for key, group in per_deployment.items()},
         {key: usage_status(group, start) for key, group in per_account.items()},
     )
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """This period's inference billed to one account (the gateway's records, summed)."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def token_usage_status(tokens: Tokens, start: datetime) -> dict[str, Any]:
+    """``status.tokenUsage`` of an Account: this period's requests and tokens."""
+    return {
+        "periodStart": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "requests": tokens.requests,
+        "promptTokens": tokens.prompt_tokens,
+        "cachedTokens": tokens.cached_tokens,
+        "completionTokens": tokens.completion_tokens,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import ConfigDict, Field
@@ -131,6 +132,20 @@ class AccountUsage(CamelModel):
     fine_tuning_jobs: int = Field(default=0, ge=0, description="Jobs running now.")
 
 
+class TokenUsage(CamelModel):
+    """Inference through the gateway this billing period, from the usage ledger."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    period_start: datetime | None = Field(
+        default=None, description="Start of the period summed: the current UTC month."
+    )
+    requests: int = Field(default=0, description="Requests the gateway answered.")
+    prompt_tokens: int = Field(default=0, description="Prompt tokens (cached ones included).")
+    cached_tokens: int = Field(default=0, description="Prompt tokens served from the cache.")
+    completion_tokens: int = Field(default=0, description="Generated tokens.")
+
+
 class AccountStatus(StatusBase):
     state: AccountState = AccountState.STATE_UNSPECIFIED
     namespace: str | None = Field(default=None, description="The namespace this account owns.")
@@ -138,6 +153,10 @@ class AccountStatus(StatusBase):
     accelerator_usage: AcceleratorUsage | None = Field(
         default=None,
         description="GPU-seconds of the account's deployments this period (usage ledger).",
+    )
+    token_usage: TokenUsage | None = Field(
+        default=None,
+        description="Requests and tokens billed to the account this period (usage ledger).",
     )
 
 

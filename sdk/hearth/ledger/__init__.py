@@ -19,7 +19,13 @@ from typing import Protocol
 
 from hearth.ledger.engine import DEFAULT_PATH, PATH_ENV, create_ledger_engine, ledger_url
 from hearth.ledger.migrate import upgrade
-from hearth.ledger.records import AcceleratorSeconds, AcceleratorTotal, UsageRecord, UsageTotal
+from hearth.ledger.records import (
+    AcceleratorSeconds,
+    AcceleratorTotal,
+    AccountTokens,
+    UsageRecord,
+    UsageTotal,
+)
 from hearth.ledger.store import LedgerClosedError, SqlLedger
 
 __all__ = [
@@ -28,6 +34,7 @@ __all__ = [
     "AcceleratorLedger",
     "AcceleratorSeconds",
     "AcceleratorTotal",
+    "AccountTokens",
     "Ledger",
     "LedgerClosedError",
     "SqlLedger",
@@ -70,6 +77,10 @@ class AcceleratorLedger(Protocol):
         self, account: str | None, since: datetime, until: datetime, *, per_hour: bool = False
     ) -> list[AcceleratorTotal]:
         """Sums with since <= hour < until per account, deployment, accelerator type."""
+        ...
+
+    async def account_tokens(self, since: datetime, until: datetime) -> list[AccountTokens]:
+        """The gateway's request records with since <= time < until, summed per account."""
         ...
 
     async def close(self) -> None: ...

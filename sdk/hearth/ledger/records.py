@@ -59,6 +59,17 @@ class UsageTotal:
     completion_tokens: int
 
 
+@dataclass(frozen=True)
+class AccountTokens:
+    """The sum of one account's records (every model) within a time range."""
+
+    account: str
+    requests: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+
+
 def record_problems(record: UsageRecord) -> list[str]:
     """Every reason `record` cannot be stored, each naming its field."""
     problems: list[str] = []

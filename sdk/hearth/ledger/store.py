@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from hearth.ledger.records import (
     AcceleratorSeconds,
     AcceleratorTotal,
+    AccountTokens,
     UsageRecord,
     UsageTotal,
 )
@@ -63,6 +64,11 @@ class SqlLedger:
         """`account`'s records with since <= time < until, summed per model and UTC day,
         ordered by day then model. Every record counts as a request, whatever its status."""
         return await self._run(self._totals_sync, account, since, until)
+
+    async def account_tokens(self, since: datetime, until: datetime) -> list[AccountTokens]:
+        """Every account's records with since <= time < until, summed over all models,
+        ordered by account (the operator's roll-up into Account status)."""
+        return await self._run(self._account_tokens_sync, since, until)
 
     async def records(self, account: str, since: datetime, until: datetime) -> list[UsageRecord]:
         """`account`'s records with since <= time < until, oldest first."""
@@ -166,6 +172,32 @@ class SqlLedger:
                 completion_tokens=int(completion or 0),
             )
             for model, day, requests, prompt, completion in rows
+        ]
+
+    def _account_tokens_sync(self, since: datetime, until: datetime) -> list[AccountTokens]:
+        query = (
+            select(
+                UsageRow.account,
+                func.count(),
+                func.sum(UsageRow.prompt_tokens),
+                func.sum(UsageRow.cached_tokens),
+                func.sum(UsageRow.completion_tokens),
+            )
+            .where(UsageRow.time >= since, UsageRow.time < until)
+            .group_by(UsageRow.account)
+            .order_by(UsageRow.account)
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            AccountTokens(
+                account=account,
+                requests=int(requests),
+                prompt_tokens=int(prompt or 0),
+                cached_tokens=int(cached or 0),
+                completion_tokens=int(completion or 0),
+            )
+            for account, requests, prompt, cached, completion in rows
         ]
 
     def _records_sync(self, account: str, since: datetime, until: datetime) -> list[UsageRecord]:
