@@ -7,14 +7,17 @@
   "schema": {...}}``.
 
 Pure functions: malformed input and schema features the engine cannot enforce raise
-ParamError naming the field, so the caller answers 400 in its own dialect.
+ParamError naming the field, so the caller answers 400 in its own dialect. One thin
+helper, ``warm_grammar``, compiles a spec for the engine off the event loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+from hearth_server.api.state import ServerState
 from hearth_server.engine.params import ParamError
 from hearth_server.engine.structured import GrammarError, StructuredSpec, validate_spec
 
@@ -86,3 +89,13 @@ def _checked(spec: StructuredSpec, field: str, where: str) -> StructuredSpec:
     except GrammarError as exc:
         raise ParamError(field, f"{where}: {exc}") from None
     return spec
+
+
+async def warm_grammar(state: ServerState, spec: StructuredSpec | None) -> None:
+    """Compile ``spec`` for the engine's tokenizer on a worker thread, so that
+    ``Engine.check`` (run by ``Generation.start`` on the event loop) finds it cached: a
+    large grammar never stalls the loop. A spec that fails is reported by that check."""
+    if spec is None or state.engine is None:
+        return
+    with contextlib.suppress(GrammarError):
+        await state.off_loop(state.engine.grammars.compile, spec)
