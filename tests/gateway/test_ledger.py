@@ -22,10 +22,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, event, func, select, text
 
 from hearth.ledger import AccountTokens
-from hearth.ledger.engine import ledger_url
+from hearth.ledger.engine import create_ledger_engine, ledger_url
 from hearth.ledger.migrate import alembic_config
 from hearth.ledger.schema import Base, UsageRow
 from hearth_gateway.ledger import (
@@ -244,6 +244,44 @@ async def test_account_tokens_sum_every_model_per_account(store_url: str) -> Non
         AccountTokens("acme", requests=2, prompt_tokens=3, cached_tokens=2, completion_tokens=30),
         AccountTokens("other", requests=1, prompt_tokens=4, cached_tokens=1, completion_tokens=40),
     ]
+
+
+@pytest.mark.asyncio
+async def test_records_finishing_together_share_commits(store_url: str) -> None:
+    ledger = open_ledger(store_url)
+    commits: list[int] = []
+    event.listen(ledger.engine, "commit", lambda _connection: commits.append(1))
+    try:
+        await asyncio.gather(*(ledger.record(usage(f"r{i}")) for i in range(64)))
+        await ledger.record(usage("r0"))  # a repeat, alone in its commit
+    finally:
+        await ledger.close()
+    assert sorted(stored_request_ids(store_url)) == sorted(f"r{i}" for i in range(64))
+    # Each commit carried many records (one alone would take 64 commits, plus the repeat).
+    assert len(commits) <= 33
+
+
+@pytest.mark.asyncio
+async def test_a_failing_record_in_a_group_fails_alone(tmp_path: Path) -> None:
+    class Poisoned(SqlLedger):
+        def _record_sync(self, records: list[UsageRecord]) -> None:
+            if any(r.request_id == "poison" for r in records):
+                raise RuntimeError("the database refused this row")
+            super()._record_sync(records)
+
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    await open_ledger(url, workers=1).close()  # creates and migrates the file
+    ledger = Poisoned(create_ledger_engine(ledger_url(url), pool_size=1), workers=1)
+    try:
+        ids = ["poison", *(f"ok{i}" for i in range(20))]
+        results = await asyncio.gather(
+            *(ledger.record(usage(i)) for i in ids), return_exceptions=True
+        )
+    finally:
+        await ledger.close()
+    failed = [i for i, r in zip(ids, results, strict=True) if isinstance(r, Exception)]
+    assert failed == ["poison"]
+    assert sorted(stored_request_ids(url)) == sorted(ids[1:])
 
 
 @pytest.mark.asyncio

@@ -4,14 +4,22 @@ Async through a synchronous SQLAlchemy engine run in a small pool of worker thre
 needs no asyncio drivers (aiosqlite, asyncpg) or greenlet: the standard library's sqlite3
 and psycopg serve both the queries and Alembic, which is synchronous anyway. A ledger call
 is one short statement, so a few threads carry a gateway's write rate.
+
+Usage records are group-committed: the records that arrive while a commit is in flight are
+written together by the next one, in one transaction. One request alone still pays one
+commit, but 64 finishing together pay a handful instead of 64 (each commit is an fsync and
+a round of SQLAlchemy work that competes with the gateway's event loop for the GIL), and
+every caller still returns only once its own record is durable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import threading
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -29,6 +37,7 @@ from hearth.ledger.records import (
 from hearth.ledger.schema import AcceleratorSecondsRow, UsageRow
 
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 #: Rows per INSERT statement (SQLite allows at most 32,766 bound values in one).
 _BATCH = 500
 
@@ -44,6 +53,10 @@ class SqlLedger:
         self._engine = engine
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ledger")
         self._closed = False
+        # Group commit: records waiting for the next commit, and whether a flush runs.
+        self._waiting: list[tuple[UsageRecord, Future[None]]] = []
+        self._waiting_lock = threading.Lock()
+        self._flushing = False
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"ledger engine: unsupported dialect {engine.dialect.name!r}")
 
@@ -56,9 +69,17 @@ class SqlLedger:
 
         A record whose request_id is already stored is ignored, so retries never count a
         request twice. Cancelling the caller does not cancel the write: it still commits
-        (and close() waits for it).
+        (and close() waits for it). Records arriving together share one commit.
         """
-        await asyncio.shield(self._submit(self._record_sync, record))
+        done: Future[None] = Future()
+        with self._waiting_lock:
+            if self._closed:
+                raise LedgerClosedError("the ledger is closed")
+            self._waiting.append((record, done))
+            if not self._flushing:  # submitted under the lock: close() cannot shut it first
+                self._flushing = True
+                self._executor.submit(self._flush_sync)
+        await asyncio.shield(asyncio.wrap_future(done))
 
     async def totals(self, account: str, since: datetime, until: datetime) -> list[UsageTotal]:
         """`account`'s records with since <= time < until, summed per model and UTC day,
@@ -99,9 +120,10 @@ class SqlLedger:
 
     async def close(self) -> None:
         """Waits for writes in flight, then closes the database connections."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._waiting_lock:
+            if self._closed:
+                return
+            self._closed = True
         await asyncio.to_thread(self._executor.shutdown, wait=True)
         self._engine.dispose()
 
@@ -114,38 +136,45 @@ class SqlLedger:
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
-    def _record_sync(self, record: UsageRecord) -> None:
-        values = {
-            "request_id": record.request_id,
-            "time": record.time,
-            "day": record.day,
-            "account": record.account,
-            "user": record.user,
-            "key_id": record.key_id,
-            "model": record.model,
-            "deployment": record.deployment,
-            "serverless": record.serverless,
-            "prompt_tokens": record.prompt_tokens,
-            "cached_tokens": record.cached_tokens,
-            "completion_tokens": record.completion_tokens,
-            "status": record.status,
-            "latency_ms": record.latency_ms,
-        }
+    def _flush_sync(self) -> None:
+        """Writes waiting records until none wait; one runs at a time (``_flushing``)."""
+        while True:
+            with self._waiting_lock:
+                batch, self._waiting = self._waiting, []
+                if not batch:
+                    self._flushing = False
+                    return
+            try:
+                self._record_sync([record for record, _ in batch])
+            except Exception as error:
+                if len(batch) == 1:
+                    batch[0][1].set_exception(error)
+                    continue
+                # One record must not fail the others: write them one by one.
+                log.warning("group commit of %d usage records failed; writing each", len(batch))
+                for record, done in batch:
+                    try:
+                        self._record_sync([record])
+                    except Exception as alone:
+                        done.set_exception(alone)
+                    else:
+                        done.set_result(None)
+            else:
+                for _, done in batch:
+                    done.set_result(None)
+
+    def _record_sync(self, records: list[UsageRecord]) -> None:
+        """Inserts ``records`` in one transaction (executemany); stored ids are skipped."""
+        rows = [_usage_values(record) for record in records]
         # INSERT ... ON CONFLICT (request_id) DO NOTHING, in each dialect's own construct.
         key = [UsageRow.request_id]
         statement: Insert
         if self._engine.dialect.name == "postgresql":
-            statement = (
-                postgresql.insert(UsageRow)
-                .values(values)
-                .on_conflict_do_nothing(index_elements=key)
-            )
+            statement = postgresql.insert(UsageRow).on_conflict_do_nothing(index_elements=key)
         else:
-            statement = (
-                sqlite.insert(UsageRow).values(values).on_conflict_do_nothing(index_elements=key)
-            )
+            statement = sqlite.insert(UsageRow).on_conflict_do_nothing(index_elements=key)
         with self._engine.begin() as connection:
-            connection.execute(statement)
+            connection.execute(statement, rows)
 
     def _totals_sync(self, account: str, since: datetime, until: datetime) -> list[UsageTotal]:
         query = (
@@ -317,4 +346,23 @@ def _accelerator_values(row: AcceleratorSeconds) -> dict[str, Any]:
         "accelerator_count": row.accelerator_count,
         "replica_seconds": row.replica_seconds,
         "accelerator_seconds": row.accelerator_seconds,
+    }
+
+
+def _usage_values(record: UsageRecord) -> dict[str, Any]:
+    return {
+        "request_id": record.request_id,
+        "time": record.time,
+        "day": record.day,
+        "account": record.account,
+        "user": record.user,
+        "key_id": record.key_id,
+        "model": record.model,
+        "deployment": record.deployment,
+        "serverless": record.serverless,
+        "prompt_tokens": record.prompt_tokens,
+        "cached_tokens": record.cached_tokens,
+        "completion_tokens": record.completion_tokens,
+        "status": record.status,
+        "latency_ms": record.latency_ms,
     }
