@@ -283,7 +283,7 @@ def test_non_text_chat_parts_are_400_saying_so(
     [
         ({"type": "image", "source": {"type": "base64", "data": ""}}, "image input is not"),
         ({"type": "document", "source": {"type": "text", "data": "x"}}, "document input"),
-        ({"type": "tool_use", "id": "t", "name": "f", "input": {}}, "tool use"),
+        ({"type": "tool_use", "id": "t", "name": "f", "input": {}}, "assistant messages"),
         ({"type": "thinking", "thinking": "hm"}, "unsupported type"),
     ],
 )

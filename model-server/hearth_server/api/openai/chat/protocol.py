@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from hearth_server.api.openai.protocol import OpenAIBaseModel, SamplingFields
 from hearth_server.api.validation import Text, openai_content
@@ -15,11 +15,34 @@ class TextPart(OpenAIBaseModel):
     text: Text
 
 
+class FunctionCall(OpenAIBaseModel):
+    name: Text
+    arguments: Text  # JSON text, as the model wrote it
+
+
+class ToolCallIn(OpenAIBaseModel):
+    """A call an earlier assistant message made (``messages[].tool_calls``)."""
+
+    id: Text
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(OpenAIBaseModel):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     # Image, audio and file parts are refused with a message that says so.
     content: Annotated[str | list[TextPart] | None, BeforeValidator(openai_content)] = None
     name: Text | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: Text | None = None  # role tool: the call this result answers
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> ChatMessage:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if (self.role == "tool") != (self.tool_call_id is not None):
+            raise ValueError("tool messages, and only they, need a tool_call_id")
+        return self
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -33,24 +56,14 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    tools: list[dict[str, Any]] | None = None
+    tools: list[Any] | None = None  # checked by tooling.openai_tools
     tool_choice: Any = None
+    parallel_tool_calls: bool = True
     response_format: dict[str, Any] | None = None
 
     def chat_unsupported(self) -> tuple[str, str] | None:
-        if self.tools:
-            return "tools", "tool calling is not supported by this server"
-        if self.response_format and self.response_format.get("type", "text") != "text":
-            return "response_format", "only response_format type 'text' is supported"
         if self.max_tokens is not None and self.max_completion_tokens is not None:
             return "max_tokens", "set max_tokens or max_completion_tokens, not both"
         if self.top_logprobs is not None and not self.logprobs:
             return "top_logprobs", "top_logprobs requires logprobs=true"
         return self.unsupported()
-
-    def conversation(self) -> list[dict[str, str]]:
-        """Messages for the chat template ('developer' is OpenAI's newer 'system')."""
-        return [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-            for m in self.messages
-        ]
