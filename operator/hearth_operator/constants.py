@@ -34,6 +34,12 @@ LABEL_FINE_TUNING_JOB = f"{DOMAIN}/fine-tuning-job"
 #: On server and trainer pods: the acceleratorType they were scheduled for (quota usage).
 ANNOTATION_ACCELERATOR_TYPE = f"{DOMAIN}/accelerator-type"
 
+#: On model-server pods of Deployments with servingEngine VLLM: ``VLLM``. Pods without it
+#: run hearth-server (so adding the engine choice changed no existing pod's spec hash).
+ANNOTATION_SERVING_ENGINE = f"{DOMAIN}/serving-engine"
+
+#: ``app.kubernetes.io/name`` of every model-server replica, whatever its engine (the
+#: Service, the gateway's pod watch and the account's NetworkPolicy select it).
 SERVER_APP = "hearth-server"
 
 #: On an ApiKey: ``gateway`` means the REST control plane generated the key, returned it
@@ -63,6 +69,8 @@ OPERATOR_SECRETS_ROLE = "hearth-operator-secrets"
 
 #: The model server reads its API token from this variable (hearth-server --api-key).
 SERVER_API_KEY_ENV = "HEARTH_SERVER_API_KEY"
+#: vLLM's equivalent: it requires the token on its /v1 routes (not /health, /metrics).
+VLLM_API_KEY_ENV = "VLLM_API_KEY"
 #: The key of the token inside each Deployment's API-key Secret.
 API_KEY_SECRET_KEY = "api-key"
 

@@ -1,7 +1,8 @@
-"""Calls from the operator to hearth-server replicas: load and unload LoRA adapters.
+"""Calls from the operator to model-server replicas: load and unload LoRA adapters.
 
-Each Deployment's servers require its API token (``Authorization: Bearer``); the caller
-passes it from the Deployment's Secret.
+The request each engine takes (hearth-server or vLLM) comes from ``planning/engines.py``;
+this module only sends it. Each Deployment's servers require its API token
+(``Authorization: Bearer``); the caller passes it from the Deployment's Secret.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
+
+from hearth.api import ServingEngine
+
+from .planning.engines import AdapterCall, load_adapter_call, unload_adapter_call
 
 
 @dataclass(frozen=True)
@@ -30,10 +35,22 @@ def _error_text(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return response.text[:500]
-    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        return response.text[:500]
+    error = body.get("error")
     if isinstance(error, dict) and error.get("message"):
         return str(error["message"])
+    if body.get("message"):  # vLLM before 0.10: {"object": "error", "message": ...}
+        return str(body["message"])
     return response.text[:500]
+
+
+def _post(
+    pod_ip: str, port: int, call: AdapterCall, api_key: str | None, timeout: float
+) -> httpx.Response:
+    return httpx.post(
+        _url(pod_ip, port, call.path), json=call.body, headers=_headers(api_key), timeout=timeout
+    )
 
 
 def load_adapter(
@@ -44,15 +61,19 @@ def load_adapter(
     *,
     api_key: str | None,
     timeout: float,
+    engine: ServingEngine = ServingEngine.HEARTH,
+    pvc_mount_root: str = "",
 ) -> CallResult:
-    """POST /v1/load_lora_adapter; loading one that is already loaded counts as success."""
+    """POST /v1/load_lora_adapter; loading one that is already loaded counts as success.
+
+    ``lora_path`` is the adapter Model's source URI, translated for ``engine``.
+    """
     try:
-        response = httpx.post(
-            _url(pod_ip, port, "/v1/load_lora_adapter"),
-            json={"lora_name": lora_name, "lora_path": lora_path},
-            headers=_headers(api_key),
-            timeout=timeout,
-        )
+        call = load_adapter_call(engine, lora_name, lora_path, pvc_mount_root)
+    except ValueError as error:
+        return CallResult(False, str(error))
+    try:
+        response = _post(pod_ip, port, call, api_key, timeout)
     except httpx.HTTPError as error:
         return CallResult(False, f"could not reach the server: {error}")
     if response.status_code == 200:
@@ -68,12 +89,7 @@ def unload_adapter(
 ) -> CallResult:
     """POST /v1/unload_lora_adapter; an adapter the server does not have counts as unloaded."""
     try:
-        response = httpx.post(
-            _url(pod_ip, port, "/v1/unload_lora_adapter"),
-            json={"lora_name": lora_name},
-            headers=_headers(api_key),
-            timeout=timeout,
-        )
+        response = _post(pod_ip, port, unload_adapter_call(lora_name), api_key, timeout)
     except httpx.HTTPError as error:
         return CallResult(False, f"could not reach the server: {error}")
     if response.status_code in (200, 404):

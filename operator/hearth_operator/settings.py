@@ -89,6 +89,15 @@ class Settings:
     adapter_load_timeout: float = 120.0
     #: Extra env for every server container (e.g. HF_HOME).
     server_env: dict[str, str] = field(default_factory=dict)
+    #: vLLM's OpenAI server, for Deployments with servingEngine VLLM. The command gets the
+    #: model and the flags derived from the spec (planning/vllm.py) as its arguments.
+    vllm_image: str = "vllm/vllm-openai:v0.11.0"
+    vllm_command: tuple[str, ...] = ("vllm", "serve")
+    #: Sequences one vLLM replica runs at once (--max-num-seqs; vLLM's own default), and so
+    #: the capacity the autoscaler's ``default`` load target is a fraction of for them.
+    vllm_max_num_seqs: int = 256
+    #: Extra env for every vLLM container (e.g. HF_TOKEN, HF_HUB_OFFLINE).
+    vllm_env: dict[str, str] = field(default_factory=dict)
     #: Image and command of the trainer (fine-tuning and dataset validation pods).
     trainer_image: str = "ghcr.io/hearth-dev/hearth-trainer:0.1.0"
     trainer_command: tuple[str, ...] = ("hearth-trainer",)
@@ -144,6 +153,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         "SERVICE_ACCOUNT": "service_account",
         "SERVER_IMAGE": "server_image",
         "TRAINER_IMAGE": "trainer_image",
+        "VLLM_IMAGE": "vllm_image",
         "PVC_MOUNT_ROOT": "pvc_mount_root",
         "PLATFORM_ACCOUNT": "platform_account",
         "MODEL_CACHE_CLAIM": "model_cache_claim",
@@ -155,7 +165,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         values["ledger_url"] = env[LEDGER_URL_ENV]
     if env.get(f"{_ENV_PREFIX}WATCH_NAMESPACES"):
         values["watch_namespaces"] = env[f"{_ENV_PREFIX}WATCH_NAMESPACES"].split(",")
-    for name in ("SERVER_COMMAND", "TRAINER_COMMAND"):
+    for name in ("SERVER_COMMAND", "TRAINER_COMMAND", "VLLM_COMMAND"):
         if env.get(_ENV_PREFIX + name):
             values[name.lower()] = json.loads(env[_ENV_PREFIX + name])
     return settings_from_mapping(values)
@@ -168,7 +178,13 @@ def settings_from_mapping(values: dict[str, Any]) -> Settings:
     if unknown:
         raise ValueError(f"unknown operator settings: {', '.join(unknown)}")
     converted = dict(values)
-    for key in ("watch_namespaces", "server_command", "trainer_command", "artifact_access_modes"):
+    for key in (
+        "watch_namespaces",
+        "server_command",
+        "trainer_command",
+        "vllm_command",
+        "artifact_access_modes",
+    ):
         if key in converted:
             converted[key] = tuple(converted[key])
     if "accelerators" in converted:

@@ -7,8 +7,9 @@ tests stay fast; the end-to-end test runs the real server. A model URI containin
 ``crash`` makes it exit at start, and an adapter path containing ``broken`` is refused,
 to drive the operator's failure paths.
 
-Like hearth-server, it requires ``$HEARTH_SERVER_API_KEY`` (when set) as a bearer token
-on every route but /health, and records a refused call as ``"call": "refused"``.
+Like hearth-server, it requires ``$HEARTH_SERVER_API_KEY`` (or, run as a Deployment's vLLM
+command, ``$VLLM_API_KEY``) when set, as a bearer token on every route but /health, and
+records a refused call as ``"call": "refused"``.
 ``POST /test/kill-engine`` makes /health answer 503 for good while the process stays up
 (as a server whose engine died would, if it did not exit), for the liveness probe to find.
 
@@ -58,7 +59,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def authorized(self) -> bool:
-        key = os.environ.get("HEARTH_SERVER_API_KEY")
+        # Standing in for vLLM (servingEngine VLLM), it gets the token as vLLM does.
+        key = os.environ.get("HEARTH_SERVER_API_KEY") or os.environ.get("VLLM_API_KEY")
         return not key or self.headers.get("Authorization") == f"Bearer {key}"
 
     def metrics(self) -> None:

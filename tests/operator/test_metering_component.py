@@ -40,10 +40,19 @@ spec:
   source: {uri: builtin://smollm2-135m-instruct}
 ---
 apiVersion: hearth.dev/v1alpha1
+kind: Model
+metadata: {name: big-model, namespace: acme}
+spec:
+  kind: HF_BASE_MODEL
+  source: {uri: hf://org/big-model}
+---
+# Two GPUs per replica: vLLM's tensor parallelism (the stub server stands in for vLLM).
+apiVersion: hearth.dev/v1alpha1
 kind: Deployment
 metadata: {name: big, namespace: acme}
 spec:
-  baseModel: smollm2
+  baseModel: big-model
+  servingEngine: VLLM
   acceleratorType: NVIDIA_H100_80GB
   acceleratorCount: 2
   minReplicaCount: 0
@@ -90,6 +99,8 @@ def metered(tmp_path: Path) -> Iterator[tuple[Cluster, LedgerReader]]:
     settings = Settings(
         server_command=(sys.executable, str(STUB)),
         server_env={"STUB_RECORD_DIR": str(tmp_path)},
+        vllm_command=(sys.executable, str(STUB), "serve"),
+        vllm_env={"STUB_RECORD_DIR": str(tmp_path)},
         resync_seconds=1.0,
         autoscaler_enabled=False,  # replicas change only when the test scales
         ledger_url=url,

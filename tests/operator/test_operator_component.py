@@ -239,12 +239,12 @@ def test_quota_exceeded_is_reported_with_numbers(cluster):
         cluster.apply(BASE)
         cluster.wait_state("Model", "smollm2", "READY")
         cluster.apply(
-            deployment(acceleratorType="NVIDIA_H100_80GB", acceleratorCount=2, minReplicaCount=2)
+            deployment(acceleratorType="NVIDIA_H100_80GB", acceleratorCount=1, minReplicaCount=3)
         )
         dep = cluster.wait_state("Deployment", "d1", "FAILED")
         quota = condition(dep, "QuotaExceeded")
         assert quota["status"] == "True"
-        assert quota["message"] == "needs 4 GPUs (2 replicas x 2), 2 of 2 left"
+        assert quota["message"] == "needs 3 GPUs (3 replicas x 1), 2 of 2 left"
         assert cluster.pods("d1") == []
 
 

@@ -19,6 +19,8 @@ from tests.operator.factories import base_model, pod, stored, with_status
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SETTINGS = Settings()
+#: A base model vLLM can load (builtin:// is bundled with hearth-server only).
+HF_BASE = base_model(source={"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"})
 
 
 def deployment(name="d1", **spec):
@@ -109,8 +111,14 @@ def test_first_reconcile_creates_pods_and_service():
 
 
 def test_gpu_replicas_request_their_vendor_resource_and_nodes():
-    dep = deployment(acceleratorType="NVIDIA_H100_80GB", acceleratorCount=2, minReplicaCount=1)
-    pod_spec = plan_deployment(inputs(dep)).create[0]["spec"]
+    # Two GPUs per replica: vLLM's tensor parallelism (hearth-server refuses more than one).
+    dep = deployment(
+        acceleratorType="NVIDIA_H100_80GB",
+        acceleratorCount=2,
+        minReplicaCount=1,
+        servingEngine="VLLM",
+    )
+    pod_spec = plan_deployment(inputs(dep, base=HF_BASE)).create[0]["spec"]
     resources = pod_spec["containers"][0]["resources"]
     assert resources == {"requests": {"nvidia.com/gpu": "2"}, "limits": {"nvidia.com/gpu": "2"}}
     assert pod_spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
@@ -283,16 +291,21 @@ def account(**quota):
 
 
 def test_gpu_quota_exceeded_creates_nothing_and_says_the_numbers():
-    dep = deployment(acceleratorType="NVIDIA_H100_80GB", acceleratorCount=2, minReplicaCount=2)
+    dep = deployment(
+        acceleratorType="NVIDIA_H100_80GB",
+        acceleratorCount=2,
+        minReplicaCount=2,
+        servingEngine="VLLM",
+    )
     others = [pod("other-0", deployment="d0", gpus=2, accelerator="NVIDIA_H100_80GB")]
-    plan = plan_deployment(inputs(dep, account=account(gpus=4), other_pods=others))
+    plan = plan_deployment(inputs(dep, base=HF_BASE, account=account(gpus=4), other_pods=others))
     assert plan.create == []
     assert plan.status["state"] == "FAILED"
     quota = next(c for c in plan.status["conditions"] if c["type"] == "QuotaExceeded")
     assert quota["status"] == "True"
     assert quota["message"] == "needs 4 GPUs (2 replicas x 2), 2 of 4 left"
     assert ("Warning", "QuotaExceeded", quota["message"]) in plan.events
-    fits = plan_deployment(inputs(dep, account=account(gpus=6), other_pods=others))
+    fits = plan_deployment(inputs(dep, base=HF_BASE, account=account(gpus=6), other_pods=others))
     assert len(fits.create) == 2
 
 

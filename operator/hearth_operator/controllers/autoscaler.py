@@ -29,7 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from hearth.api import DeploymentSpec
+from hearth.api import DeploymentSpec, ServingEngine
 
 from ..conditions import Cond, format_time, set_conditions
 from ..constants import (
@@ -57,36 +57,23 @@ from ..planning.autoscale import (
 )
 from ..planning.common import is_terminating, pod_failed, pod_ready
 from ..planning.deployment import desired_replicas
+from ..planning.engines import LOAD_METRIC_NAMES, load_fields, replica_capacity
 
-#: Gauges and counters of hearth-server's /metrics the load is made of.
-_GAUGES = {
-    "hearth:num_requests_running": "running",
-    "hearth:num_requests_waiting": "waiting",
-    "hearth:kv_cache_usage_perc": "kv_cache_usage",
-}
-_COUNTERS = {
-    "hearth:generation_tokens_total": "generation_tokens",
-    "hearth:request_success_total": "requests_finished",
-}
 #: /metrics reads in flight at once.
 _CONCURRENT_READS = 64
 CONDITION = "Autoscaling"
 
 
 def parse_metrics(text: str, time: datetime) -> Scrape | None:
-    """A Scrape from Prometheus text; None when it lacks the running-requests gauge (a
-    server that cannot say its load is not idle either)."""
-    values: dict[str, float] = defaultdict(float)
-    seen = False
+    """A Scrape from the Prometheus text of hearth-server or vLLM; None when it lacks the
+    running-requests gauge (a server that cannot say its load is not idle either)."""
+    totals: dict[str, float] = defaultdict(float)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            field = _GAUGES.get(sample.name) or _COUNTERS.get(sample.name)
-            if field is not None:
-                values[field] += float(sample.value)  # summed over label sets
-                seen = seen or sample.name == "hearth:num_requests_running"
-    if not seen:
-        return None
-    return Scrape(time=time, **values)
+            if sample.name in LOAD_METRIC_NAMES:
+                totals[sample.name] += float(sample.value)  # summed over label sets
+    values = load_fields(totals)  # hearth-server's names or vLLM's
+    return None if values is None else Scrape(time=time, **values)
 
 
 @dataclass
@@ -109,6 +96,8 @@ class _Plan:
     ready: dict[str, str]  # pod name -> pod IP
     starting: int
     decision: Decision | None = None
+    #: What its replicas run: their capacity differs (``replica_capacity``).
+    engine: ServingEngine = ServingEngine.HEARTH
 
 
 def _time(text: Any) -> datetime | None:
@@ -188,6 +177,7 @@ class Autoscaler:
         except ValidationError:
             return plan  # the Deployment's own reconcile reports the invalid spec
         plan.replicas = desired_replicas(spec)
+        plan.engine = spec.serving_engine
         disabled = (metadata.get("annotations") or {}).get(ANNOTATION_AUTOSCALER)
         if disabled == AUTOSCALER_DISABLED:
             self.tracked.pop((namespace, name), None)
@@ -251,7 +241,7 @@ class Autoscaler:
         memory = observe_replicas(tracked.memory, plan.replicas, now)
         scrapes = {pod: reads.get((plan.namespace, pod)) for pod in plan.ready}
         targets = policy.load_targets
-        capacity = self.ctx.settings.autoscaler_replica_concurrency
+        capacity = replica_capacity(plan.engine, self.ctx.settings)
         sample = make_sample(now, scrapes, memory.scrapes, targets, capacity)
         tracked.memory = remember(
             memory, sample, scrapes, targets, history_span(policy), starting=plan.starting

@@ -106,6 +106,8 @@ def reconcile_deployed_model(ctx: Context, namespace: str, name: str) -> None:
                 action.lora_path,
                 api_key=api_key,
                 timeout=ctx.settings.adapter_load_timeout,
+                engine=action.engine,
+                pvc_mount_root=ctx.settings.pvc_mount_root,
             )
             ctx.metrics.adapter_loads.labels("ok" if result.ok else "error").inc()
             if not result.ok:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from hearth.api import DeployedModelState, DeploymentSpec, ModelKind, ModelState
+from hearth.api import DeployedModelState, DeploymentSpec, ModelKind, ModelState, ServingEngine
 
 from ..conditions import Cond, set_conditions
 from ..constants import (
@@ -37,6 +37,7 @@ from .common import (
     resolve_ref,
     restart_count,
 )
+from .engines import engine_of_pod
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,12 @@ class LoadAction:
     pod: str
     pod_ip: str
     lora_name: str
+    #: The adapter Model's source URI (the engine's client translates it).
     lora_path: str
     annotation: str
     value: str
+    #: What the pod runs: the request depends on it (planning/engines.py).
+    engine: ServingEngine = ServingEngine.HEARTH
 
 
 @dataclass(frozen=True)
@@ -278,7 +282,15 @@ def load_actions(inputs: DeployedModelInputs, port: int) -> list[LoadAction]:
         if not pod_ip:
             continue
         actions.append(
-            LoadAction(pod["metadata"]["name"], pod_ip, lora_name, lora_path, key, wanted)
+            LoadAction(
+                pod["metadata"]["name"],
+                pod_ip,
+                lora_name,
+                lora_path,
+                key,
+                wanted,
+                engine_of_pod(pod),
+            )
         )
     return actions
 

@@ -16,12 +16,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hearth.api import API_VERSION, DeploymentSpec, DeploymentState, ModelKind, ModelState
+from hearth.api import (
+    API_VERSION,
+    DeploymentSpec,
+    DeploymentState,
+    ModelKind,
+    ModelState,
+    ServingEngine,
+)
 from hearth.api.account import AccountSpec
 
 from ..conditions import Cond, set_conditions
 from ..constants import (
     ANNOTATION_ACCELERATOR_TYPE,
+    ANNOTATION_SERVING_ENGINE,
     API_KEY_SECRET_KEY,
     LABEL_ACCOUNT,
     LABEL_COMPONENT,
@@ -48,6 +56,8 @@ from .common import (
     pod_scheduled,
     resolve_ref,
 )
+from .engines import PROBE_PATHS, Refusal, check_engine, hearth_precision_args, vllm_source
+from .vllm import SHM_MOUNT, SHM_VOLUME, vllm_process
 from .workloads import accelerator_placement, pvc_volumes
 
 
@@ -117,19 +127,15 @@ STARTUP_PROBE = {"periodSeconds": 2, "failureThreshold": 900}
 LIVENESS_PROBE = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
 
 
-def render_pod_template(
-    deployment: Obj, spec: DeploymentSpec, base: Obj, base_ref: Ref, settings: Settings
-) -> Obj:
-    """The pod every replica of the current spec runs (without name and hash label)."""
-    metadata = deployment["metadata"]
-    namespace = metadata["namespace"]
-    base_spec = base.get("spec") or {}
-    source = base_spec["source"]["uri"]
+def _hearth_args(
+    spec: DeploymentSpec, source: str, served_name: str, settings: Settings
+) -> list[str]:
+    """``hearth-server serve`` arguments."""
     args = [
         "serve",
         source,
         "--served-model-name",
-        base_ref.full_name("models"),
+        served_name,
         "--port",
         str(settings.server_port),
     ]
@@ -144,29 +150,59 @@ def render_pod_template(
         ]
     if spec.max_context_length:
         args += ["--max-model-len", str(spec.max_context_length)]
+    return args + hearth_precision_args(spec.precision)
+
+
+def render_pod_template(
+    deployment: Obj, spec: DeploymentSpec, base: Obj, base_ref: Ref, settings: Settings
+) -> Obj:
+    """The pod every replica of the current spec runs (without name and hash label).
+
+    For servingEngine VLLM the source must be one vLLM loads (``vllm_source``); the planner
+    checks that first.
+    """
+    metadata = deployment["metadata"]
+    namespace = metadata["namespace"]
+    base_spec = base.get("spec") or {}
+    source = base_spec["source"]["uri"]
+    served_name = base_ref.full_name("models")
+    engine = spec.serving_engine
+    accelerators = accelerators_per_replica(spec)
     resources, placement_fields = accelerator_placement(
-        spec.accelerator_type.value, accelerators_per_replica(spec), settings
+        spec.accelerator_type.value, accelerators, settings
     )
-    env = [
-        # hearth-server listens on POD_IP when it is set (a real cluster gives every pod
-        # its own IP; the test harness gives each one a loopback address).
-        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        # Every route but /health and /metrics requires this token; it comes from the
-        # Deployment's Secret, so it never appears in the pod spec.
-        {
-            "name": SERVER_API_KEY_ENV,
-            "valueFrom": {
-                "secretKeyRef": {
-                    "name": api_key_secret_name(metadata["name"]),
-                    "key": API_KEY_SECRET_KEY,
-                }
+    secret_name = api_key_secret_name(metadata["name"])
+    # hearth-server listens on POD_IP when it is set, and vLLM's --host names it (a real
+    # cluster gives every pod its own IP; the test harness gives each one a loopback address).
+    env: list[Obj] = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    if engine == ServingEngine.VLLM:
+        process = vllm_process(
+            spec,
+            vllm_source(source, settings.pvc_mount_root),
+            served_name,
+            accelerators,
+            secret_name,
+            settings,
+        )
+        image, command, args = settings.vllm_image, list(settings.vllm_command), process.args
+        env += process.env
+    else:
+        image, command = settings.server_image, list(settings.server_command)
+        args = _hearth_args(spec, source, served_name, settings)
+        env += [
+            # Every route but /health and /metrics requires this token; it comes from the
+            # Deployment's Secret, so it never appears in the pod spec.
+            {
+                "name": SERVER_API_KEY_ENV,
+                "valueFrom": {"secretKeyRef": {"name": secret_name, "key": API_KEY_SECRET_KEY}},
             },
-        },
-        {"name": "HEARTH_CACHE_DIR", "value": settings.model_cache_path},
-        {"name": "HEARTH_PVC_ROOT", "value": settings.pvc_mount_root},
-        *({"name": k, "value": v} for k, v in sorted(settings.server_env.items())),
-    ]
-    probe_get = {"path": "/health", "port": settings.server_port}
+            {"name": "HEARTH_CACHE_DIR", "value": settings.model_cache_path},
+            {"name": "HEARTH_PVC_ROOT", "value": settings.pvc_mount_root},
+            *({"name": k, "value": v} for k, v in sorted(settings.server_env.items())),
+        ]
+    paths = PROBE_PATHS[engine]
+    readiness_get = {"path": paths.readiness, "port": settings.server_port}
+    liveness_get = {"path": paths.liveness, "port": settings.server_port}
     volumes, mounts = pvc_volumes([source], settings, read_only=True)
     volumes.insert(
         0,
@@ -175,24 +211,31 @@ def render_pod_template(
         else {"name": "model-cache", "emptyDir": {}},
     )
     mounts.insert(0, {"name": "model-cache", "mountPath": settings.model_cache_path})
+    if engine == ServingEngine.VLLM:
+        volumes.append(SHM_VOLUME)
+        mounts.append(SHM_MOUNT)
     pod_spec: Obj = {
         "containers": [
             {
                 "name": "server",
-                "image": settings.server_image,
-                "command": list(settings.server_command),
+                "image": image,
+                "command": command,
                 "args": args,
                 "env": env,
                 "ports": [{"name": "http", "containerPort": settings.server_port}],
                 "resources": resources,
                 "volumeMounts": mounts,
-                "readinessProbe": {"httpGet": probe_get, "periodSeconds": 2, "failureThreshold": 3},
+                "readinessProbe": {
+                    "httpGet": readiness_get,
+                    "periodSeconds": 2,
+                    "failureThreshold": 3,
+                },
                 # Loading weights can take minutes; the kubelet runs no liveness check until
                 # the startup probe has passed, so a long load is never killed.
-                "startupProbe": {"httpGet": probe_get, **STARTUP_PROBE},
+                "startupProbe": {"httpGet": readiness_get, **STARTUP_PROBE},
                 # Once started, /health answers 503 for good when the engine has died; the
                 # liveness probe replaces such a server (it also exits by itself).
-                "livenessProbe": {"httpGet": probe_get, **LIVENESS_PROBE},
+                "livenessProbe": {"httpGet": liveness_get, **LIVENESS_PROBE},
             }
         ],
         "volumes": volumes,
@@ -200,6 +243,9 @@ def render_pod_template(
         "terminationGracePeriodSeconds": 30,
     }
     pod_spec.update(placement_fields)
+    annotations = {ANNOTATION_ACCELERATOR_TYPE: spec.accelerator_type.value}
+    if engine != ServingEngine.HEARTH:
+        annotations[ANNOTATION_SERVING_ENGINE] = engine.value
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -209,7 +255,7 @@ def render_pod_template(
                 **selector_labels(metadata["name"]),
                 **{LABEL_ACCOUNT: namespace, LABEL_COMPONENT: "model-server"},
             ),
-            "annotations": {ANNOTATION_ACCELERATOR_TYPE: spec.accelerator_type.value},
+            "annotations": annotations,
             "ownerReferences": [owner_reference(deployment)],
         },
         "spec": pod_spec,
@@ -475,10 +521,19 @@ def plan_deployment(inputs: DeploymentInputs) -> DeploymentPlan:
             "deployment is being deleted",
         )
         return plan
-    if inputs.api_key_secret is None:
-        if not inputs.fresh_api_key:
-            raise ValueError("fresh_api_key: required when the API-key Secret does not exist")
-        plan.api_key_secret = render_api_key_secret(deployment, inputs.fresh_api_key)
+
+    def refuse(refusal: Refusal, desired: int = 0) -> DeploymentPlan:
+        """FAILED with the reason, and nothing created: a refused spec starts no replica
+        (pods of an earlier spec are left as they are until the spec is fixed)."""
+        finish(
+            DeploymentState.FAILED,
+            [Cond("Ready", False, refusal.reason, refusal.message)],
+            refusal.message,
+            desired=desired,
+        )
+        if _cond_reason(previous, "Ready") != refusal.reason:
+            plan.events.append(("Warning", refusal.reason, refusal.message))
+        return plan
 
     try:
         spec = DeploymentSpec.model_validate(deployment.get("spec") or {})
@@ -489,6 +544,19 @@ def plan_deployment(inputs: DeploymentInputs) -> DeploymentPlan:
         return plan
 
     desired = desired_replicas(spec)
+    refusal = check_engine(
+        spec.serving_engine,
+        spec.precision,
+        spec.accelerator_type.value,
+        accelerators_per_replica(spec),
+    )
+    if refusal is not None:
+        return refuse(refusal, desired)
+    if inputs.api_key_secret is None:
+        if not inputs.fresh_api_key:
+            raise ValueError("fresh_api_key: required when the API-key Secret does not exist")
+        plan.api_key_secret = render_api_key_secret(deployment, inputs.fresh_api_key)
+
     problem = check_base_model(inputs, base_ref)
     if problem:
         state, why = problem
@@ -497,6 +565,12 @@ def plan_deployment(inputs: DeploymentInputs) -> DeploymentPlan:
             plan.events.append(("Warning", "BaseModelNotReady", why))
         return plan
     assert inputs.base_model is not None
+    if spec.serving_engine == ServingEngine.VLLM:
+        try:
+            source = (inputs.base_model.get("spec") or {})["source"]["uri"]
+            vllm_source(source, inputs.settings.pvc_mount_root)
+        except ValueError as error:
+            return refuse(Refusal("UnsupportedModelSource", str(error)), desired)
 
     plan.service = render_service(deployment, inputs.settings)
     plan.base_deployed_model = render_base_deployed_model(deployment, spec.base_model, base_ref)
@@ -575,4 +649,11 @@ def _cond_status(status: dict[str, Any], kind: str) -> str | None:
     for condition in status.get("conditions") or []:
         if condition.get("type") == kind:
             return str(condition.get("status"))
+    return None
+
+
+def _cond_reason(status: dict[str, Any], kind: str) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("reason"))
     return None

@@ -30,6 +30,7 @@ from .deployment import (
     DeploymentSpec,
     DeploymentState,
     DeploymentStatus,
+    ServingEngine,
 )
 from .finetuning_job import FineTuningJob, FineTuningJobSpec, FineTuningJobStatus, JobState
 from .model import Model, ModelKind, ModelSpec, ModelState, ModelStatus
@@ -89,6 +90,7 @@ __all__ = [
     "ModelState",
     "ModelStatus",
     "Precision",
+    "ServingEngine",
     "Resource",
     "Role",
     "StatusBase",

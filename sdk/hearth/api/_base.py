@@ -95,7 +95,7 @@ DEFAULT_ACCELERATOR = AcceleratorType.NVIDIA_A100_80GB
 
 
 class Precision(StrEnum):
-    """Fireworks' serving precision enum."""
+    """Fireworks' serving precision enum, plus INT8 (Hearth extension: weight-only int8, CPU)."""
 
     PRECISION_UNSPECIFIED = "PRECISION_UNSPECIFIED"
     FP16 = "FP16"
@@ -112,6 +112,7 @@ class Precision(StrEnum):
     BF16 = "BF16"
     FP4_BLOCKSCALED_MM = "FP4_BLOCKSCALED_MM"
     FP4_MX_MOE = "FP4_MX_MOE"
+    INT8 = "INT8"
 
 
 #: Precisions that quantise weights; Fireworks refuses LoRA addons on them.

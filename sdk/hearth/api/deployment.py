@@ -1,4 +1,5 @@
-"""Deployment: replicas of hearth-server serving one base model and, optionally, LoRA addons."""
+"""Deployment: replicas of a model server (hearth-server or vLLM) serving one base model and,
+optionally, LoRA addons."""
 
 from __future__ import annotations
 
@@ -43,6 +44,15 @@ class DeploymentState(StrEnum):
     FAILED = "FAILED"
     UPDATING = "UPDATING"
     DELETED = "DELETED"
+
+
+class ServingEngine(StrEnum):
+    """The model server a Deployment's replicas run (a Hearth extension; Fireworks has one)."""
+
+    #: hearth-server: CPU or one GPU per replica, multi-LoRA, int8 on CPU.
+    HEARTH = "HEARTH"
+    #: vLLM's OpenAI server: GPU types only, tensor parallel over acceleratorCount.
+    VLLM = "VLLM"
 
 
 class AutoscalingPolicy(CamelModel):
@@ -122,6 +132,13 @@ class DeploymentSpec(CamelModel):
                 field_path=".enableAddons",
             ),
             cel(
+                "!has(self.servingEngine) || self.servingEngine != 'VLLM' "
+                "|| self.acceleratorType != 'CPU'",
+                "servingEngine VLLM needs a GPU acceleratorType (vLLM does not serve on CPU "
+                "here); use servingEngine HEARTH for CPU",
+                field_path=".servingEngine",
+            ),
+            cel(
                 "self.numPeftHostCached >= self.numPeftDeviceCached",
                 "numPeftHostCached (adapters cached in host memory) must be at least "
                 "numPeftDeviceCached (adapters in active slots)",
@@ -166,7 +183,18 @@ class DeploymentSpec(CamelModel):
         le=64,
         description="Accelerators per replica; defaults to 1 (0 for CPU).",
     )
-    precision: Precision | None = Field(default=None, description="Serving precision.")
+    precision: Precision | None = Field(
+        default=None,
+        description="Serving precision; unset lets the engine choose (the checkpoint's dtype "
+        "on GPUs). HEARTH serves FP16, BF16 and INT8 (Hearth extension, CPU only); VLLM serves "
+        "FP16, BF16 and FP8. Others are refused with an UnsupportedPrecision condition.",
+    )
+    serving_engine: ServingEngine = Field(
+        default=ServingEngine.HEARTH,
+        description="Model server of the replicas (Hearth extension): HEARTH (hearth-server) "
+        "or VLLM (vLLM's OpenAI server, GPU types only; acceleratorCount is its tensor "
+        "parallel size).",
+    )
     enable_addons: bool = Field(
         default=False, description="Allow LoRA addons (multi-LoRA) on this deployment."
     )
@@ -259,7 +287,7 @@ class Deployment(Resource[DeploymentSpec, DeploymentStatus]):
         scope="Namespaced",
         description=(
             "A Hearth deployment (Fireworks accounts/<a>/deployments/<id>): replicas of "
-            "hearth-server for one base model, optionally with LoRA addons."
+            "hearth-server (or vLLM) for one base model, optionally with LoRA addons."
         ),
         printer_columns=(
             PrinterColumn("Base-Model", ".spec.baseModel"),
@@ -268,6 +296,7 @@ class Deployment(Resource[DeploymentSpec, DeploymentStatus]):
             PrinterColumn("Replicas", ".status.replicaCount", "integer"),
             PrinterColumn("Accelerator", ".spec.acceleratorType"),
             PrinterColumn("Count", ".spec.acceleratorCount", "integer", priority=1),
+            PrinterColumn("Engine", ".spec.servingEngine", priority=1),
             PrinterColumn("Addons", ".spec.enableAddons", "boolean", priority=1),
             PrinterColumn("Endpoint", ".status.endpoint", priority=1),
             AGE,
