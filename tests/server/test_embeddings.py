@@ -213,3 +213,15 @@ def test_smollm2_vectors_match_the_transformers_reference() -> None:
     assert got.shape == (3, int(model.config.hidden_size))
     assert cosines(got, reference(model_dir, TEXTS)).min() >= 0.9999
     assert np.allclose(vectors(packed), got, atol=1e-7)
+
+
+def test_models_list_capabilities_per_model(oai: Any, server: LiveServer) -> None:
+    cards = {m.id: m.model_extra for m in oai.models.list().data}
+    base, adapter = cards[MODEL], cards["ad"]
+    assert base["kind"] == "HF_BASE_MODEL" and adapter["kind"] == "HF_PEFT_ADDON"
+    assert base["context_length"] == adapter["context_length"] == server.state.max_model_len
+    # The tiny tokenizer has a chat template: chat and tools through it.
+    assert base["supports_chat"] is adapter["supports_chat"] is True
+    assert base["supports_tools"] is True and base["supports_image_input"] is False
+    assert base["supports_response_schema"] is True
+    assert base["supports_embeddings"] is True and adapter["supports_embeddings"] is False

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth_server.api.errors import ErrorResponse, bad_request
+from hearth_server.api.openai.models.capabilities import capabilities
 from hearth_server.api.openai.models.protocol import (
     LoadLoRAAdapterRequest,
     UnloadLoRAAdapterRequest,
@@ -37,6 +38,9 @@ def list_models(state: ServerState) -> dict[str, Any]:
     s = state.settings
     created = int(time.time())
     base = s.model_name
+    engine = state.engine
+    tokenizer = engine.tokenizer if engine is not None else None
+    length = state.max_model_len if engine is not None else None
     cards = [
         {
             "id": base,
@@ -45,7 +49,8 @@ def list_models(state: ServerState) -> dict[str, Any]:
             "owned_by": "hearth",
             "root": state.model_root or s.model,
             "parent": None,
-            "max_model_len": state.max_model_len if state.engine else None,
+            "max_model_len": length,
+            **capabilities(tokenizer, length, adapter=False),
         }
     ]
     if state.engine is not None:
@@ -59,6 +64,7 @@ def list_models(state: ServerState) -> dict[str, Any]:
                     "root": info.uri,
                     "parent": base,
                     "max_model_len": state.max_model_len,
+                    **capabilities(tokenizer, length, adapter=True),
                 }
             )
     return {"object": "list", "data": cards}
