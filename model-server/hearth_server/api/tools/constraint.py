@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hearth_server.api.tools.spec import Tool, ToolChoice
-from hearth_server.engine.structured import StructuredSpec
+from hearth_server.api.tools.spec import Tool, ToolChoice, ToolError
+from hearth_server.engine.structured import GrammarError, StructuredSpec, validate_spec
 
 _DEF_KEYS = ("$defs", "definitions")
 
@@ -84,7 +84,15 @@ def forced_call_schema(tools: list[Tool], choice: ToolChoice) -> dict[str, Any]:
 
 
 def forced_call_spec(tools: list[Tool], choice: ToolChoice) -> StructuredSpec | None:
-    """The constraint for ``choice``; None when the model is free (auto, none)."""
+    """The constraint for ``choice``; None when the model is free (auto, none). A
+    parameters schema the constraint library cannot enforce is a ToolError."""
     if choice.mode != "required":
         return None
-    return StructuredSpec(kind="json_schema", schema=forced_call_schema(tools, choice))
+    spec = StructuredSpec(kind="json_schema", schema=forced_call_schema(tools, choice))
+    try:
+        validate_spec(spec)
+    except GrammarError as exc:
+        raise ToolError(
+            "tools", f"tools: a function's parameters cannot be enforced: {exc}"
+        ) from None
+    return spec

@@ -27,8 +27,13 @@ class ToolPlan:
         allowed = self.choice.name
         return {t.name for t in self.tools if allowed in (None, t.name)}
 
+    def __post_init__(self) -> None:
+        # Built here, so that an unenforceable parameters schema is a ToolError at once.
+        self.spec = forced_call_spec(self.tools, self.choice) if self.active else None
+
     def constraint(self) -> StructuredSpec | None:
-        return forced_call_spec(self.tools, self.choice) if self.active else None
+        """What decoding must match: a forced call's schema, or nothing."""
+        return self.spec
 
     def parse(self, text: str) -> Parsed:
         if not self.active:

@@ -27,9 +27,10 @@ from hearth_server.api.generation import (
 )
 from hearth_server.api.openai.chat.serving import chat_prompt
 from hearth_server.api.state import ServerState
+from hearth_server.api.structured import structured_from_anthropic, warm_grammar
 from hearth_server.api.tools.plan import ToolPlan, rename_param
 from hearth_server.api.tools.spec import ToolCall, ToolError, check_history
-from hearth_server.engine.params import SamplingParams
+from hearth_server.engine.params import ParamError, SamplingParams
 from hearth_server.engine.structured import StructuredSpec
 
 
@@ -51,24 +52,28 @@ def _plan(req: MessagesRequest) -> ToolPlan | ErrorResponse:
         choice = anthropic_tool_choice(req.tool_choice, tools)
         turns = anthropic_turns(req)
         check_history(turns)
+        return ToolPlan(turns, tools, choice)
     except ToolError as exc:
         return bad_request(str(exc), exc.param)
-    return ToolPlan(turns, tools, choice)
 
 
 def _constraint(req: MessagesRequest, plan: ToolPlan) -> StructuredSpec | ErrorResponse | None:
-    forced = plan.constraint()
+    """A forced tool call's constraint, or the one ``output_config.format`` (or the
+    older ``output_format``) asks for."""
     fmt, param = (req.output_config or {}).get("format"), "output_config.format"
-    if fmt is None and req.output_format is not None:
+    if fmt is None:
         fmt, param = req.output_format, "output_format"
-    if forced is not None and fmt is not None:
+    try:
+        asked = structured_from_anthropic(fmt, param)
+    except ParamError as exc:
+        return bad_request(str(exc), exc.param)
+    forced = plan.constraint()
+    if forced is not None and asked is not None:
         return bad_request(
             f"{param} cannot be combined with a forced tool call (tool_choice any or tool)",
             param,
         )
-    if fmt is not None:
-        return bad_request("structured output is not supported yet", param)
-    return forced
+    return forced or asked
 
 
 async def create_message(
@@ -101,6 +106,7 @@ async def create_message(
     if err is not None:
         return err
     assert state.engine is not None
+    await warm_grammar(state, structured)
     gen = Generation(state.engine, [(prompt, params)], target)
     err = gen.start()
     if plan.active:

@@ -32,9 +32,11 @@ from hearth_server.api.openai.chat.tooling import (
 )
 from hearth_server.api.openai.protocol import openai_sse, usage
 from hearth_server.api.state import ServerState
+from hearth_server.api.structured import structured_from_openai, warm_grammar
 from hearth_server.api.tools.plan import ToolPlan, rename_param
 from hearth_server.api.tools.prompt import chat_messages
 from hearth_server.api.tools.spec import Tool, ToolChoice, ToolError, Turn, check_history
+from hearth_server.engine.params import ParamError
 from hearth_server.engine.structured import StructuredSpec
 
 
@@ -80,26 +82,27 @@ def _plan(req: ChatCompletionRequest) -> ToolPlan | ErrorResponse:
         choice = openai_tool_choice(req.tool_choice, tools, req.parallel_tool_calls)
         turns = openai_turns(req)
         check_history(turns)
+        return ToolPlan(turns, tools, choice)
     except ToolError as exc:
         return bad_request(str(exc), exc.param)
-    return ToolPlan(turns, tools, choice)
 
 
 def _constraint(
     req: ChatCompletionRequest, plan: ToolPlan
 ) -> StructuredSpec | ErrorResponse | None:
+    """A forced tool call's constraint, or the one ``response_format`` asks for."""
+    try:
+        asked = structured_from_openai(req.response_format)
+    except ParamError as exc:
+        return bad_request(str(exc), exc.param)
     forced = plan.constraint()
-    fmt = req.response_format
-    asked = fmt is not None and fmt.get("type", "text") != "text"
-    if forced is not None and asked:
+    if forced is not None and asked is not None:
         return bad_request(
             "response_format cannot be combined with a forced tool call (tool_choice "
             "'required' or a named function)",
             "response_format",
         )
-    if asked:
-        return bad_request("only response_format type 'text' is supported", "response_format")
-    return forced
+    return forced or asked
 
 
 async def create_chat_completion(
@@ -135,6 +138,7 @@ async def create_chat_completion(
     if err is not None:
         return err
     assert state.engine is not None
+    await warm_grammar(state, structured)
     gen = Generation(state.engine, [(prompt, req.seeded(params, i)) for i in range(req.n)], target)
     err = gen.start()
     if plan.active:
