@@ -144,8 +144,11 @@ def check(inputs: DeployedModelInputs) -> Verdict:
     model_spec = model.get("spec") or {}
     addon = _is_addon(model)
     hint = spec.get("modelKind")
-    actual = ModelKind.HF_PEFT_ADDON.value if addon else ModelKind.HF_BASE_MODEL.value
-    if hint and hint != actual:
+    actual = model_spec.get("kind", ModelKind.HF_PEFT_ADDON.value)
+    # HF_BASE_MODEL stands for any base model: an EMBEDDING_MODEL is one too (the
+    # DeployedModel a Deployment creates for its base says HF_BASE_MODEL).
+    base_hint = hint == ModelKind.HF_BASE_MODEL.value and not addon
+    if hint and hint != actual and not base_hint:
         return Verdict(
             False, "ModelKindMismatch", f"spec.modelKind says {hint} but {model_name} is {actual}"
         )

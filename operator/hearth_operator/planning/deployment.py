@@ -406,7 +406,9 @@ def check_base_model(inputs: DeploymentInputs, ref: Ref) -> tuple[DeploymentStat
         "public", False
     ):
         return failed, f"base model {shown} is in another account and is not public"
-    if base_spec.get("kind", ModelKind.HF_PEFT_ADDON.value) != ModelKind.HF_BASE_MODEL.value:
+    # An EMBEDDING_MODEL is a base model too: the same server, the same arguments.
+    servable = (ModelKind.HF_BASE_MODEL.value, ModelKind.EMBEDDING_MODEL.value)
+    if base_spec.get("kind", ModelKind.HF_PEFT_ADDON.value) not in servable:
         return failed, (
             f"{shown} is a LoRA addon; serve it by deploying its base model with "
             "enableAddons and creating a DeployedModel (live merge is not supported yet)"

@@ -50,6 +50,8 @@ def check_model(model: Obj, base: Obj | None, *, platform_account: str) -> Model
         )
     if spec.kind == ModelKind.HF_BASE_MODEL:
         return ModelCheck(True, "Validated", f"base model from {spec.source.uri}")
+    if spec.kind == ModelKind.EMBEDDING_MODEL:
+        return ModelCheck(True, "Validated", f"embedding model from {spec.source.uri}")
     assert spec.peft_details is not None  # the CRD requires it for addons
     ref = base_model_ref(model)
     assert ref is not None
@@ -68,11 +70,13 @@ def check_model(model: Obj, base: Obj | None, *, platform_account: str) -> Model
             "BaseModelNotAccessible",
             f"base model {shown} is in another account and is not public",
         )
-    if base_spec_raw.get("kind", ModelKind.HF_PEFT_ADDON.value) != ModelKind.HF_BASE_MODEL.value:
+    base_kind = base_spec_raw.get("kind", ModelKind.HF_PEFT_ADDON.value)
+    if base_kind != ModelKind.HF_BASE_MODEL.value:
+        what = "itself an addon" if base_kind == ModelKind.HF_PEFT_ADDON.value else base_kind
         return ModelCheck(
             False,
             "BaseModelNotBase",
-            f"{shown} is itself an addon; an addon's baseModel must be an HF_BASE_MODEL",
+            f"{shown} is {what}; an addon's baseModel must be an HF_BASE_MODEL",
         )
     if not base_spec_raw.get("supportsLora", True):
         return ModelCheck(False, "BaseModelNoLora", f"base model {shown} has supportsLora: false")

@@ -35,6 +35,8 @@ class ModelKind(StrEnum):
 
     HF_BASE_MODEL = "HF_BASE_MODEL"
     HF_PEFT_ADDON = "HF_PEFT_ADDON"
+    # A base model deployed for POST /v1/embeddings; served exactly like HF_BASE_MODEL.
+    EMBEDDING_MODEL = "EMBEDDING_MODEL"
 
 
 class ModelState(StrEnum):
@@ -110,14 +112,14 @@ class ModelSpec(CamelModel):
                 reason="FieldValueRequired",
             ),
             cel(
-                "self.kind != 'HF_BASE_MODEL' || !has(self.peftDetails)",
+                "self.kind == 'HF_PEFT_ADDON' || !has(self.peftDetails)",
                 "peftDetails is only for HF_PEFT_ADDON models",
                 field_path=".peftDetails",
                 reason="FieldValueForbidden",
             ),
             cel(
                 "self.kind != 'HF_PEFT_ADDON' || !has(self.baseModelDetails)",
-                "baseModelDetails is only for HF_BASE_MODEL models",
+                "baseModelDetails is only for HF_BASE_MODEL and EMBEDDING_MODEL models",
                 field_path=".baseModelDetails",
                 reason="FieldValueForbidden",
             ),
@@ -126,7 +128,8 @@ class ModelSpec(CamelModel):
 
     kind: ModelKind = Field(
         default=ModelKind.HF_PEFT_ADDON,
-        description="HF_BASE_MODEL or HF_PEFT_ADDON (Fireworks' default is HF_PEFT_ADDON).",
+        description="HF_BASE_MODEL, HF_PEFT_ADDON or EMBEDDING_MODEL (a base model used "
+        "for embeddings; served like HF_BASE_MODEL). Fireworks' default is HF_PEFT_ADDON.",
     )
     source: ModelSource = Field(description="Where the weights (or adapter) are loaded from.")
     display_name: DisplayName | None = None
