@@ -253,6 +253,16 @@ def test_every_model_form_reaches_the_right_deployment(stack: Stack) -> None:
     assert reply.status_code == 200 and reply.json()["object"] == "text_completion"
 
 
+def test_embeddings_pass_through_and_are_metered(stack: Stack) -> None:
+    body = {"model": "accounts/acme/models/tiny", "input": ["hi", "there"], "dimensions": 8}
+    reply = stack.post("/inference/v1/embeddings", stack.keys["ann"], body)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()
+    assert data["model"] == body["model"], "the client's name comes back"
+    assert [len(d["embedding"]) for d in data["data"]] == [8, 8]
+    assert data["usage"]["prompt_tokens"] > 0
+
+
 def test_other_accounts_models_are_404_like_missing_ones(stack: Stack) -> None:
     bea = stack.keys["bea"]
     for name in (

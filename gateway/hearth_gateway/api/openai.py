@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: chat completions and completions."""
+"""OpenAI-compatible routes: chat completions, completions and embeddings."""
 
 from __future__ import annotations
 
@@ -19,7 +19,12 @@ async def completions(request: Request) -> Response:
     return await handle(gateway_of(request), request, Dialect.OPENAI, "/v1/completions")
 
 
+async def embeddings(request: Request) -> Response:
+    return await handle(gateway_of(request), request, Dialect.OPENAI, "/v1/embeddings")
+
+
 routes = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
 ]
