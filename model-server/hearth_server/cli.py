@@ -32,6 +32,13 @@ def _positive(value: str) -> int:
     return n
 
 
+def _non_negative_int(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
 def _non_negative(value: str) -> float:
     seconds = float(value)
     if not seconds >= 0:  # also refuses NaN
@@ -88,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="KV-cache budget in tokens; requests wait beyond it",
     )
     serve.add_argument(
+        "--prefix-cache-tokens",
+        type=_non_negative_int,
+        default=8192,
+        help="prompt tokens whose KV is kept for requests that share a prefix (0: off)",
+    )
+    serve.add_argument(
         "--max-waiting", type=_positive, default=256, help="queued requests before answering 503"
     )
     serve.add_argument("--dtype", choices=DTYPES, default="auto")
@@ -140,6 +153,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         max_model_len=args.max_model_len,
         max_num_batched_tokens=args.max_num_batched_tokens,
         kv_cache_tokens=args.kv_cache_tokens,
+        prefix_cache_tokens=args.prefix_cache_tokens,
         max_waiting=args.max_waiting,
         dtype=args.dtype,
         device=args.device,

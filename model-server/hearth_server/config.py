@@ -27,6 +27,8 @@ class ServerSettings:
     max_model_len: int | None = None  # default: min(model's context, 4096)
     max_num_batched_tokens: int = 256
     kv_cache_tokens: int = 65536
+    # Prompt tokens whose KV is kept for reuse by later requests (0: no prefix cache).
+    prefix_cache_tokens: int = 8192
     max_waiting: int = 256
     dtype: str = "auto"
     device: str = "auto"  # "auto": cuda when available, else cpu

@@ -22,6 +22,7 @@ def engine_config(settings: ServerSettings, model_max_len: int) -> EngineConfig:
         max_num_seqs=settings.max_num_seqs,
         max_num_batched_tokens=settings.max_num_batched_tokens,
         kv_cache_tokens=max(settings.kv_cache_tokens, max_len),
+        prefix_cache_tokens=settings.prefix_cache_tokens,
         max_waiting=settings.max_waiting,
         max_loras=settings.max_loras,
         max_cpu_loras=max(settings.max_cpu_loras, settings.max_loras),

@@ -74,6 +74,15 @@ class Generation:
         ]
         self._open = set(range(len(self.seqs)))
 
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens served from the prefix cache, counted like usage's prompt
+        tokens: once per prompt (its choices share one list), the best choice's reuse."""
+        best: dict[int, int] = {}
+        for seq in self.seqs:
+            best[id(seq.prompt_ids)] = max(best.get(id(seq.prompt_ids), 0), seq.reused)
+        return sum(best.values())
+
     def start(self) -> ErrorResponse | None:
         """Submit every sequence; if one is refused, withdraw what was submitted."""
         for i, seq in enumerate(self.seqs):

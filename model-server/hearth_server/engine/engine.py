@@ -37,6 +37,7 @@ from hearth_server.engine.detok import IncrementalDecoder, StopChecker
 from hearth_server.engine.embeddings import EmbeddingJob, EmbeddingQueue
 from hearth_server.engine.lora import LoRAWeights, SlotTable, load_adapter, patch_model
 from hearth_server.engine.params import ParamError, SamplingParams, StepOutput
+from hearth_server.engine.prefix_cache import PrefixCache
 from hearth_server.engine.runner import Chunk, ModelRunner
 from hearth_server.engine.sampler import RowState, Sampled, sample
 
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 # (and the operator's component test, in a pod) can prove that a dead engine is noticed
 # and the server restarted. Never set it in production.
 CRASH_ENV = "HEARTH_SERVER_CRASH_ENGINE_AFTER_STEPS"
+
+# Tokens per prefix-cache block: small enough that most of a shared prefix is reused,
+# large enough that a long prompt is a few hundred copies, not thousands.
+PREFIX_BLOCK_TOKENS = 16
 
 
 def crash_after_steps_from_env() -> int | None:
@@ -71,6 +76,8 @@ class EngineConfig:
     max_loras: int = 4
     max_cpu_loras: int = 8
     max_lora_rank: int = 16
+    # Prompt tokens whose KV the prefix cache may keep for later requests; 0: off.
+    prefix_cache_tokens: int = 0
     # Testing hook (see CRASH_ENV): raise inside the loop after this many steps.
     crash_after_steps: int | None = field(default_factory=crash_after_steps_from_env)
 
@@ -108,7 +115,9 @@ class Sequence:
     # engine-thread state
     slot: int = -1
     lora_slot: int = -1
+    adapter_key: tuple[str, int] | None = None  # the adapter weights' identity
     cached: int = 0  # positions written to the KV cache
+    reused: int = 0  # of those, copied from the prefix cache (prompt tokens not computed)
     output_ids: list[int] = field(default_factory=list)
     row: RowState | None = None
     decoder: IncrementalDecoder | None = None
@@ -141,6 +150,9 @@ class Engine:
         self.slots = SlotTable(config.max_loras, self.lora_modules)
         self.adapters = AdapterStore(config.max_cpu_loras, self.read_adapter)
         self.eos_ids = _eos_ids(model, tokenizer)
+        self.prefix_cache: PrefixCache[torch.Tensor] | None = None
+        if config.prefix_cache_tokens > 0:
+            self.prefix_cache = PrefixCache(PREFIX_BLOCK_TOKENS, config.prefix_cache_tokens)
         # Embedding jobs run on this thread between steps (see engine/embeddings.py).
         self.embeddings = EmbeddingQueue(model, config.max_num_batched_tokens)
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -348,6 +360,7 @@ class Engine:
                 self._abort(arg)
             elif kind == "drop":
                 self.slots.drop(arg)
+                self._forget_prefixes(arg)
             elif kind == "embed":
                 self.embeddings.jobs.append(arg)
             try:
@@ -385,6 +398,7 @@ class Engine:
                 if lora_slot is None:
                     continue  # every adapter slot is busy; let others pass
                 seq.lora_slot = lora_slot
+                seq.adapter_key = weights.key
             self._dequeue(seq)
             self._start(seq)
 
@@ -418,6 +432,36 @@ class Engine:
         seq.slot = len(self.running)
         self.running.append(seq)
         self.reserved += seq.reserve
+        if self.prefix_cache is not None:
+            self._reuse_prefix(seq)
+
+    # -- prefix cache (engine thread) ---------------------------------------------------
+    # Namespaces are ``seq.adapter_key``: adapters change K and V (k_proj and v_proj are
+    # adapted), so base rows share one namespace and each adapter read has its own.
+    def _reuse_prefix(self, seq: Sequence) -> None:
+        """Start ``seq`` (just given its slot) from the longest cached prefix of its prompt."""
+        assert self.prefix_cache is not None
+        blocks = self.prefix_cache.match(seq.adapter_key, seq.prompt_ids)
+        if blocks:
+            seq.cached = seq.reused = self.runner.write_blocks(seq.slot, blocks)
+
+    def _store_prefix(self, seq: Sequence) -> None:
+        """Keep the KV of ``seq``'s full prompt blocks (its prefill just completed)."""
+        cache = self.prefix_cache
+        assert cache is not None
+        if seq.adapter is not None and self.adapters.info(seq.adapter) is None:
+            return  # unloaded meanwhile: nobody can ask for this adapter's prefixes
+        have = cache.cached_blocks(seq.adapter_key, seq.prompt_ids)
+        size = cache.block_size
+        full = len(seq.prompt_ids) // size
+        if have >= full:
+            return
+        blocks = self.runner.read_blocks(seq.slot, have * size, full * size, size)
+        cache.insert(seq.adapter_key, seq.prompt_ids, have, blocks)
+
+    def _forget_prefixes(self, adapter: str) -> None:
+        if self.prefix_cache is not None:
+            self.prefix_cache.drop(lambda ns: isinstance(ns, tuple) and ns[0] == adapter)
 
     def _step(self) -> None:
         cfg = self.config
@@ -441,6 +485,8 @@ class Engine:
         logits = self.runner.step(dec_chunks, [c for _, c in prefill], len(self.running))
         for s, c in prefill:
             s.cached += len(c.tokens)
+            if c.want_logits and self.prefix_cache is not None:
+                self._store_prefix(s)
         for s in decode:
             s.cached += 1
         sampled = decode + [s for s, c in prefill if c.want_logits]
@@ -508,6 +554,7 @@ class Engine:
             logprobs=[lp] if lp is not None else [],
             prompt_tokens=len(s.prompt_ids),
             completion_tokens=len(s.output_ids),
+            cached_tokens=s.reused,
         )
         if reason is not None:
             out.finished, out.finish_reason, out.matched_stop = True, reason, matched
@@ -525,6 +572,7 @@ class Engine:
                     error=error,
                     prompt_tokens=len(s.prompt_ids),
                     completion_tokens=len(s.output_ids),
+                    cached_tokens=s.reused,
                 ),
             )
         if self.stats is not None:

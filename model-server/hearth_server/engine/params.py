@@ -150,3 +150,4 @@ class StepOutput:
     completion_tokens: int = 0
     error: str | None = None
     matched_stop: str | int | None = None  # the stop string or token id that ended it
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache

@@ -116,6 +116,42 @@ class ModelRunner:
             k[slot, :, :length].zero_()
             v[slot, :, :length].zero_()
 
+    @torch.inference_mode()
+    def read_blocks(self, slot: int, start: int, end: int, block: int) -> list[torch.Tensor]:
+        """Copies of positions ``[start, end)`` of ``slot``, cut into blocks of ``block``
+        positions, each ``(layers, 2, kv_heads, block, head_dim)`` and owning its memory
+        (so evicting one frees it). Empty if any value is not finite: a block is reused
+        by later requests, and a NaN must not outlive the request that made it."""
+        n = (end - start) // block
+        if n <= 0:
+            return []
+        end = start + n * block
+        shape = (n, len(self.layers), 2, self.n_kv, block, self.head_dim)
+        staged = torch.empty(shape, dtype=self.dtype, device=self.device)
+        split = (self.n_kv, n, block, self.head_dim)  # a view: only one axis is split
+        for li, (k, v) in enumerate(zip(self.k_cache, self.v_cache, strict=True)):
+            staged[:, li, 0].copy_(k[slot, :, start:end].view(split).transpose(0, 1))
+            staged[:, li, 1].copy_(v[slot, :, start:end].view(split).transpose(0, 1))
+        if not bool(torch.isfinite(staged).all()):
+            return []
+        return [b.clone() for b in staged.unbind(0)]
+
+    @torch.inference_mode()
+    def write_blocks(self, slot: int, blocks: list[torch.Tensor]) -> int:
+        """Write ``blocks`` (from ``read_blocks``) to positions ``0..`` of ``slot``;
+        returns how many positions that fills."""
+        if not blocks:
+            return 0
+        n, block = len(blocks), blocks[0].shape[3]
+        length = n * block
+        self._ensure_capacity(length)
+        stacked = torch.stack(blocks)  # (n, layers, 2, kv, block, D)
+        split = (self.n_kv, n, block, self.head_dim)
+        for li, (k, v) in enumerate(zip(self.k_cache, self.v_cache, strict=True)):
+            k[slot, :, :length].view(split).copy_(stacked[:, li, 0].transpose(0, 1))
+            v[slot, :, :length].view(split).copy_(stacked[:, li, 1].transpose(0, 1))
+        return length
+
     def cache_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.k_cache, *self.v_cache))
 

@@ -45,10 +45,15 @@ class StreamOptions(OpenAIBaseModel):
     continuous_usage_stats: bool = False
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+
+
 class UsageInfo(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails = PromptTokensDetails()
 
 
 class SamplingFields(OpenAIBaseModel):
@@ -124,9 +129,12 @@ class SamplingFields(OpenAIBaseModel):
         return replace(params, seed=params.seed + index)
 
 
-def usage(prompt: int, completion: int) -> UsageInfo:
+def usage(prompt: int, completion: int, cached: int = 0) -> UsageInfo:
     return UsageInfo(
-        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
     )
 
 
@@ -145,9 +153,11 @@ async def openai_sse(
     choice: Callable[[Delta], dict[str, Any]],
     options: StreamOptions | None,
     prompt_tokens: int,
+    cached: Callable[[], int] = lambda: 0,
 ) -> AsyncIterator[str]:
     """The SSE body shared by chat and completions: ``first`` choices, one chunk per
-    delta, an error event if the engine fails, the optional usage chunk, ``[DONE]``."""
+    delta, an error event if the engine fails, the optional usage chunk, ``[DONE]``.
+    ``cached``: the prefix-cache reuse, known once the request is admitted."""
     continuous = bool(options and options.continuous_usage_stats)
     completion = 0
     for c in first:
@@ -159,8 +169,9 @@ async def openai_sse(
         completion = delta.total_completion_tokens
         chunk: dict[str, Any] = {**base, "choices": [choice(delta)]}
         if continuous:
-            chunk["usage"] = usage(prompt_tokens, completion).model_dump()
+            chunk["usage"] = usage(prompt_tokens, completion, cached()).model_dump()
         yield dump(chunk)
     if options and options.include_usage:
-        yield dump({**base, "choices": [], "usage": usage(prompt_tokens, completion).model_dump()})
+        final = usage(prompt_tokens, completion, cached()).model_dump()
+        yield dump({**base, "choices": [], "usage": final})
     yield "data: [DONE]\n\n"

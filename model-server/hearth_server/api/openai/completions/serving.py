@@ -116,7 +116,9 @@ async def create_completion(
             }
             for c in choices
         ],
-        "usage": usage(prompt_tokens, sum(c.completion_tokens for c in choices)).model_dump(),
+        "usage": usage(
+            prompt_tokens, sum(c.completion_tokens for c in choices), gen.cached_tokens
+        ).model_dump(),
     }
 
 
@@ -144,4 +146,12 @@ def _stream(
         if text
     ]
     base = {**meta, "object": "text_completion"}
-    return openai_sse(stream_deltas(gen), base, first, choice, req.stream_options, prompt_tokens)
+    return openai_sse(
+        stream_deltas(gen),
+        base,
+        first,
+        choice,
+        req.stream_options,
+        prompt_tokens,
+        cached=lambda: gen.cached_tokens,
+    )
