@@ -36,7 +36,6 @@ from ..constants import (
     LABEL_DEPLOYMENT,
     LABEL_NAME,
     LABEL_SPEC_HASH,
-    SERVER_API_KEY_ENV,
     SERVER_APP,
     api_key_secret_name,
     short_hash,
@@ -56,7 +55,8 @@ from .common import (
     pod_scheduled,
     resolve_ref,
 )
-from .engines import PROBE_PATHS, Refusal, check_engine, hearth_precision_args, vllm_source
+from .engines import PROBE_PATHS, Refusal, check_engine, vllm_source
+from .hearth_server import hearth_process
 from .vllm import SHM_MOUNT, SHM_VOLUME, vllm_process
 from .workloads import accelerator_placement, pvc_volumes
 
@@ -127,32 +127,6 @@ STARTUP_PROBE = {"periodSeconds": 2, "failureThreshold": 900}
 LIVENESS_PROBE = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
 
 
-def _hearth_args(
-    spec: DeploymentSpec, source: str, served_name: str, settings: Settings
-) -> list[str]:
-    """``hearth-server serve`` arguments."""
-    args = [
-        "serve",
-        source,
-        "--served-model-name",
-        served_name,
-        "--port",
-        str(settings.server_port),
-    ]
-    if spec.enable_addons:
-        args += [
-            "--max-loras",
-            str(spec.num_peft_device_cached),
-            "--max-cpu-loras",
-            str(spec.num_peft_host_cached),
-            "--max-lora-rank",
-            str(spec.max_peft_rank),
-        ]
-    if spec.max_context_length:
-        args += ["--max-model-len", str(spec.max_context_length)]
-    return args + hearth_precision_args(spec.precision)
-
-
 def render_pod_template(
     deployment: Obj, spec: DeploymentSpec, base: Obj, base_ref: Ref, settings: Settings
 ) -> Obj:
@@ -176,30 +150,13 @@ def render_pod_template(
     # cluster gives every pod its own IP; the test harness gives each one a loopback address).
     env: list[Obj] = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
     if engine == ServingEngine.VLLM:
-        process = vllm_process(
-            spec,
-            vllm_source(source, settings.pvc_mount_root),
-            served_name,
-            accelerators,
-            secret_name,
-            settings,
-        )
-        image, command, args = settings.vllm_image, list(settings.vllm_command), process.args
-        env += process.env
+        image, command = settings.vllm_image, list(settings.vllm_command)
+        vllm_from = vllm_source(source, settings.pvc_mount_root)
+        process = vllm_process(spec, vllm_from, served_name, accelerators, secret_name, settings)
     else:
         image, command = settings.server_image, list(settings.server_command)
-        args = _hearth_args(spec, source, served_name, settings)
-        env += [
-            # Every route but /health and /metrics requires this token; it comes from the
-            # Deployment's Secret, so it never appears in the pod spec.
-            {
-                "name": SERVER_API_KEY_ENV,
-                "valueFrom": {"secretKeyRef": {"name": secret_name, "key": API_KEY_SECRET_KEY}},
-            },
-            {"name": "HEARTH_CACHE_DIR", "value": settings.model_cache_path},
-            {"name": "HEARTH_PVC_ROOT", "value": settings.pvc_mount_root},
-            *({"name": k, "value": v} for k, v in sorted(settings.server_env.items())),
-        ]
+        process = hearth_process(spec, source, served_name, secret_name, settings)
+    env += process.env
     paths = PROBE_PATHS[engine]
     readiness_get = {"path": paths.readiness, "port": settings.server_port}
     liveness_get = {"path": paths.liveness, "port": settings.server_port}
@@ -220,7 +177,7 @@ def render_pod_template(
                 "name": "server",
                 "image": image,
                 "command": command,
-                "args": args,
+                "args": process.args,
                 "env": env,
                 "ports": [{"name": "http", "containerPort": settings.server_port}],
                 "resources": resources,

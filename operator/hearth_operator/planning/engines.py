@@ -21,6 +21,14 @@ from .common import Obj
 
 
 @dataclass(frozen=True)
+class ServerProcess:
+    """What a replica's container runs: arguments of the engine's command, and env."""
+
+    args: list[str]
+    env: list[Obj]
+
+
+@dataclass(frozen=True)
 class Refusal:
     """Why an engine cannot serve a spec: the Ready condition's reason and message."""
 

@@ -7,14 +7,12 @@ vLLM has: tensor parallelism over ``acceleratorCount`` and FP8. Pure: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from hearth.api import DeploymentSpec
 
 from ..constants import API_KEY_SECRET_KEY, VLLM_API_KEY_ENV
 from ..settings import Settings
 from .common import Obj
-from .engines import VllmSource, vllm_precision_args
+from .engines import ServerProcess, VllmSource, vllm_precision_args
 
 #: The LoRA ranks vLLM accepts for --max-lora-rank (its MaxLoRARanks); a spec's
 #: maxPeftRank (4-64) is rounded up to the next one.
@@ -26,12 +24,6 @@ def vllm_lora_rank(rank: int) -> int:
     return next((r for r in VLLM_LORA_RANKS if r >= rank), VLLM_LORA_RANKS[-1])
 
 
-@dataclass(frozen=True)
-class VllmProcess:
-    args: list[str]
-    env: list[Obj]
-
-
 def vllm_process(
     spec: DeploymentSpec,
     source: VllmSource,
@@ -39,7 +31,7 @@ def vllm_process(
     accelerators: int,
     api_key_secret: str,
     settings: Settings,
-) -> VllmProcess:
+) -> ServerProcess:
     """``vllm serve <model>`` arguments and the container's env (besides POD_IP)."""
     args = [
         source.location,
@@ -84,7 +76,7 @@ def vllm_process(
         {"name": "HF_HOME", "value": settings.model_cache_path},
         *({"name": k, "value": v} for k, v in sorted(settings.vllm_env.items())),
     ]
-    return VllmProcess(args, env)
+    return ServerProcess(args, env)
 
 
 #: vLLM's workers share tensors through /dev/shm, which a container gets only 64 MiB of.
