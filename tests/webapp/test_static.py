@@ -140,3 +140,160 @@ console.log(JSON.stringify({{
     assert got["week"] == ["2026-02-24", "2026-03-02"]
     assert got["query"] == {"startTime": "2026-12-01T00:00:00Z", "endTime": "2027-01-01T00:00:00Z"}
     assert got["csv"] == 'model,n\r\n\'=cmd(),-3\r\n"x,""y""",1.5\r\n'
+
+
+def run_node(tmp_path: Path, script: str) -> object:
+    """Run an ES module with Node; its stdout is one JSON value."""
+    path = tmp_path / "check.mjs"
+    path.write_text(script)
+    assert NODE is not None
+    ran = subprocess.run([NODE, str(path)], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    return json.loads(ran.stdout)
+
+
+def module(name: str) -> str:
+    return json.dumps((STATIC / name).as_uri())
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed (only this check needs it)")
+def test_api_errors_are_split_into_the_fields_they_name(tmp_path: Path) -> None:
+    """The control plane's 400 messages, as hearth.validation and the translations word them."""
+    got = run_node(
+        tmp_path,
+        f"""
+const {{ fieldErrors }} = await import({module("forms.js")});
+const known = {{minReplicaCount: "min", maxReplicaCount: "max", baseModel: "base",
+  "autoscalingPolicy.scaleUpWindow": "up", "autoscalingPolicy.loadTargets.default": "load",
+  "metadata.name": "id", deploymentId: "id"}};
+console.log(JSON.stringify([
+  "Deployment 'd' is invalid: spec.maxReplicaCount: Invalid value: 1: maxReplicaCount must be "
+    + "greater than or equal to minReplicaCount; spec.autoscalingPolicy.scaleUpWindow: Invalid "
+    + 'value: "2h": scaleUpWindow must be at most 1h',
+  "deployment.baseModel: required, e.g. accounts/<a>/models/<m>",
+  "Deployment 'd' is invalid: spec.autoscalingPolicy.loadTargets.default: Invalid value: 2: "
+    + "should be less than or equal to 1",
+  "deployment.foo: not supported by Hearth; supported fields: a, b",
+  "permission denied: role user may not",
+].map((message) => fieldErrors(message, known))));
+""",
+    )
+    assert got == [
+        {
+            "fields": {
+                "max": "Invalid value: 1: maxReplicaCount must be greater than or equal to "
+                "minReplicaCount",
+                "up": 'Invalid value: "2h": scaleUpWindow must be at most 1h',
+            },
+            "rest": "",
+        },
+        {"fields": {"base": "required, e.g. accounts/<a>/models/<m>"}, "rest": ""},
+        {"fields": {"load": "Invalid value: 2: should be less than or equal to 1"}, "rest": ""},
+        {"fields": {}, "rest": "deployment.foo: not supported by Hearth; supported fields: a, b"},
+        {"fields": {}, "rest": "permission denied: role user may not"},
+    ]
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed (only this check needs it)")
+def test_create_requests_leave_out_empty_fields(tmp_path: Path) -> None:
+    got = run_node(
+        tmp_path,
+        f"""
+const dep = await import({module("pages/deployment_create.js")});
+const models = await import({module("pages/models.js")});
+const users = await import({module("pages/users.js")});
+const defaults = {{minReplicaCount: 0, autoscalingPolicy: {{scaleUpWindow: "30s"}},
+  enableAddons: false}};
+const field = (key) => dep.FIELDS.find((f) => f.key === key);
+console.log(JSON.stringify({{
+  deployment: dep.deploymentBody({{baseModel: "accounts/acme/models/tiny", minReplicaCount: "1",
+    maxReplicaCount: " ", "autoscalingPolicy.scaleUpWindow": "2h",
+    "autoscalingPolicy.loadTargets.default": "0.5", acceleratorCount: "two",
+    enableAddons: true, precision: ""}}),
+  hints: ["autoscalingPolicy.scaleUpWindow", "maxReplicaCount", "enableAddons", "precision"]
+    .map((key) => dep.hintFor(field(key), defaults)),
+  lora: models.modelRequest({{modelId: " m ", kind: "HF_PEFT_ADDON", uri: "pvc://a",
+    displayName: "", baseModel: "accounts/acme/models/tiny", rank: "16"}}),
+  base: models.modelRequest({{modelId: "b", kind: "HF_BASE_MODEL", uri: "hf://o/r",
+    displayName: "B", baseModel: "x", rank: "8"}}),
+  user: users.userRequest({{userId: "", email: "a@b.c", displayName: " ", role: "admin"}}),
+}}));
+""",
+    )
+    assert got["deployment"] == {
+        "baseModel": "accounts/acme/models/tiny",
+        "acceleratorCount": "two",  # sent as typed: the API names the field
+        "minReplicaCount": 1,
+        "autoscalingPolicy": {"scaleUpWindow": "2h", "loadTargets": {"default": 0.5}},
+        "enableAddons": True,
+    }
+    assert got["hints"] == [
+        "Default: 30s. A duration, at most 1h.",
+        "Default: max(min, 1). At least min.",
+        "Default: off. Serve LoRAs of the base model (multi-LoRA).",
+        "Default: the model's default. LoRA addons need BF16 or FP16.",
+    ]
+    assert got["lora"] == {
+        "modelId": "m",
+        "model": {
+            "kind": "HF_PEFT_ADDON",
+            "source": {"uri": "pvc://a"},
+            "peftDetails": {"baseModel": "accounts/acme/models/tiny", "r": 16},
+        },
+    }
+    assert got["base"] == {
+        "modelId": "b",
+        "model": {"kind": "HF_BASE_MODEL", "source": {"uri": "hf://o/r"}, "displayName": "B"},
+    }
+    assert got["user"] == {"query": {}, "body": {"role": "admin", "email": "a@b.c"}}
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed (only this check needs it)")
+def test_fine_tuning_eta(tmp_path: Path) -> None:
+    """Remaining = (100 - percent) / rate; the rate from what the page saw, else since creation."""
+    got = run_node(
+        tmp_path,
+        f"""
+const {{ eta, duration }} = await import({module("pages/finetuning.js")});
+const created = Date.parse("2026-01-01T00:00:00Z");
+const job = (state, percent) => ({{state, createTime: "2026-01-01T00:00:00Z",
+  jobProgress: {{percent}}}});
+const seen = {{first: {{t: created + 100_000, percent: 20}},
+  last: {{t: created + 130_000, percent: 30}}}};
+console.log(JSON.stringify({{
+  sinceCreation: eta(job("JOB_STATE_RUNNING", 25), undefined, created + 100_000),
+  seenHere: eta(job("JOB_STATE_RUNNING", 30), seen, created + 140_000),
+  notMovedHere: eta(job("JOB_STATE_RUNNING", 20), {{first: {{t: 1, percent: 20}}}},
+    created + 100_000),
+  completed: eta(job("JOB_STATE_COMPLETED", 100), undefined, created + 100_000),
+  noProgress: eta(job("JOB_STATE_RUNNING", 0), undefined, created + 100_000),
+  text: [42, 185, 7500].map(duration),
+}}));
+""",
+    )
+    # 25 % in 100 s: 4 s a percent, 75 % left.
+    assert got["sinceCreation"] == {"seconds": 300, "basis": "progress since the job was created"}
+    # 10 % in 30 s seen here: 3 s a percent, 70 % left, 10 s of it gone since the last report.
+    assert got["seenHere"] == {"seconds": 200, "basis": "progress seen on this page"}
+    assert got["notMovedHere"] == {"seconds": 400, "basis": "progress since the job was created"}
+    assert got["completed"] is None and got["noProgress"] is None
+    assert got["text"] == ["42 s", "3 min 5 s", "2 h 5 min"]
+
+
+def test_deployment_json_carries_its_conditions() -> None:
+    """A Hearth extension: the Deployment CR's conditions, which the detail page shows."""
+    from hearth_gateway.control import deployments
+    from hearth_gateway.control.common import Directory
+
+    ready = {"type": "Ready", "status": "True", "reason": "ReplicasReady", "message": "1/1"}
+    obj = {
+        "metadata": {"name": "d", "namespace": "acme"},
+        "spec": {"baseModel": "tiny"},
+        "status": {"state": "READY", "conditions": [ready]},
+    }
+    out = deployments.to_json(obj, Directory())
+    assert out["conditions"] == [ready]
+    assert "conditions" in deployments.DEPLOYMENTS.fields  # readMask may name it
+    # A client sending a read Deployment back is not refused for the output-only field.
+    created = deployments.create("acme", "e", {"baseModel": "tiny", "conditions": [ready]}, "u")
+    assert "conditions" not in created["spec"]

@@ -287,6 +287,7 @@ def test_pages_fit_a_phone_screen(stack: Stack, browser: Any) -> None:
             "datasets",
             "fine-tuning",
             "usage",
+            "users",
         ):
             page.goto(f"/#/{section}")
             expect(page.locator("main h1")).to_be_visible()

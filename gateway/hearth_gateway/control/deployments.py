@@ -36,7 +36,17 @@ SPEC_FIELDS = (
     "serverless",
 )
 STATUS_FIELDS = ("replicaCount", "desiredReplicaCount", "replicaStats")
-IGNORED = ("replicaCount", "desiredReplicaCount", "replicaStats", "deleteTime", "purgeTime")
+#: Hearth extension (not in Fireworks' Deployment): the CR's Kubernetes conditions
+#: (type, status, reason, message, lastTransitionTime), which the web app's detail shows.
+HEARTH_STATUS_FIELDS = ("conditions",)
+IGNORED = (
+    "replicaCount",
+    "desiredReplicaCount",
+    "replicaStats",
+    "conditions",
+    "deleteTime",
+    "purgeTime",
+)
 
 
 def to_json(obj: Obj, directory: Directory) -> Json:
@@ -46,7 +56,7 @@ def to_json(obj: Obj, directory: Directory) -> Json:
     out = base_json(obj, "deployments", directory)
     out.update(copy_fields(spec, SPEC_FIELDS))
     out["baseModel"] = full_reference(spec.get("baseModel"), "models", account)
-    out.update(copy_fields(status, STATUS_FIELDS))
+    out.update(copy_fields(status, STATUS_FIELDS + HEARTH_STATUS_FIELDS))
     out.setdefault("replicaCount", 0)
     out.setdefault("desiredReplicaCount", 0)
     return out
@@ -77,7 +87,8 @@ DEPLOYMENTS = ResourceKind(
     to_json=to_json,
     fields=frozenset({"name", "createTime", "updateTime", "state", "status", "createdBy"})
     | frozenset(SPEC_FIELDS)
-    | frozenset(STATUS_FIELDS),
+    | frozenset(STATUS_FIELDS)
+    | frozenset(HEARTH_STATUS_FIELDS),
     filterable=("state", "baseModel", "displayName", "acceleratorType", "createdBy"),
     updatable=frozenset(SPEC_FIELDS) - {"serverless"},
     default_order=(("createTime", False),),

@@ -35,6 +35,11 @@ export class Access {
     return no(`Role ${this.me.role} cannot manage API keys.`);
   }
 
+  manageUsers() {
+    if (this.has("manage-users")) return yes;
+    return no(`Role ${this.me.role} cannot add users or change roles (needs admin).`);
+  }
+
   inference() {
     if (this.has("inference")) return yes;
     return no(`Role ${this.me.role} cannot run inference.`);

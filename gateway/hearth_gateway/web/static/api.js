@@ -1,5 +1,8 @@
 // The gateway's REST and inference APIs, called with the signed-in key.
 
+/** Fireworks' default list page size. */
+export const DEFAULT_PAGE_SIZE = 50;
+
 export class ApiError extends Error {
   constructor(status, message) {
     super(message);
@@ -88,6 +91,22 @@ export class Api {
 
   del(path) {
     return this.call("DELETE", path);
+  }
+
+  /**
+   * The first `pages` pages of a list, `pageSize` items each, following nextPageToken:
+   * {items, more} where `more` says the API has a further page ("More" shows it).
+   */
+  async listPages(path, listKey, { pages = 1, pageSize = DEFAULT_PAGE_SIZE, query = {} } = {}) {
+    const items = [];
+    let pageToken = "";
+    for (let page = 0; page < pages; page++) {
+      const answer = await this.get(path, { ...query, pageSize, pageToken });
+      items.push(...(answer[listKey] || []));
+      pageToken = answer.nextPageToken || "";
+      if (!pageToken) break;
+    }
+    return { items, more: Boolean(pageToken) };
   }
 
   /** Every item of a paged list: follows nextPageToken (200 a page). */

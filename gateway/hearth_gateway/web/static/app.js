@@ -1,7 +1,7 @@
 // The Hearth console: sign in, pick the account, then one page per section (hash routes).
 
 import { Access } from "./access.js";
-import { Api } from "./api.js";
+import { Api, DEFAULT_PAGE_SIZE } from "./api.js";
 import { errorBox, h, replace } from "./dom.js";
 import { clearSession, findMe, loadSession, saveSession } from "./session.js";
 
@@ -13,6 +13,7 @@ const PAGES = [
   { path: "datasets", title: "Datasets", load: () => import("./pages/datasets.js") },
   { path: "fine-tuning", title: "Fine-tuning", load: () => import("./pages/finetuning.js") },
   { path: "usage", title: "Usage", load: () => import("./pages/usage.js") },
+  { path: "users", title: "Users", load: () => import("./pages/users.js") },
 ];
 
 const main = document.getElementById("main");
@@ -146,10 +147,18 @@ function renderChrome() {
   who.hidden = false;
 }
 
+/** Rows a list page asks the API for: `?pageSize=` in the address (1-200), else 50. */
+function pageSizeOf(query) {
+  const asked = Number(query.get("pageSize"));
+  return Number.isInteger(asked) && asked >= 1 ? Math.min(asked, 200) : DEFAULT_PAGE_SIZE;
+}
+
 async function route() {
   if (!ctx) return;
   leavePage();
-  const [, path = "deployments", ...rest] = (location.hash || "#/deployments").split("/");
+  const [route, search = ""] = (location.hash || "#/deployments").split("?");
+  const [, path = "deployments", ...rest] = route.split("/");
+  const query = new URLSearchParams(search);
   const page = PAGES.find((p) => p.path === path) || PAGES[0];
   for (const link of nav.querySelectorAll("a")) {
     if (link.dataset.page === page.path) link.setAttribute("aria-current", "page");
@@ -161,7 +170,7 @@ async function route() {
   try {
     const module = await page.load();
     const arg = rest.map(decodeURIComponent).join("/");
-    await module.render({ ...ctx, ...pageScope() }, view, arg);
+    await module.render({ ...ctx, ...pageScope(), query, pageSize: pageSizeOf(query) }, view, arg);
   } catch (error) {
     if (ctx) replace(view, errorBox(error));
   }

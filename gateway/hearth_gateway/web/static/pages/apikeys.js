@@ -1,7 +1,8 @@
 // API keys: create (the key is shown once, with a copy button), list, revoke.
-// Admins may pick another user; everyone else manages its own keys.
+// Admins may pick another user; everyone else manages its own keys. The list is paged.
 
 import { action, confirmDialog, errorBox, h, notify, replace, stateBadge, table, when } from "../dom.js";
+import { Pager } from "../paging.js";
 import { keyPrefix, loadSession } from "../session.js";
 
 async function copy(text, input) {
@@ -56,12 +57,15 @@ export async function render(ctx, view) {
     h("label", { for: "key-name" }, "Display name"),
     h("div", { class: "row" }, nameInput, action("Create key", allowed, null, { type: "submit", id: "create-key" })),
   );
+  const keysPath = () => ctx.api.acct(`users/${encodeURIComponent(userId)}/apiKeys`);
+  const keysPager = () => new Pager(ctx, keysPath(), "apiKeys");
+  let pager = keysPager();
   let userPicker = null;
   if (isAdmin) {
     const users = await ctx.api.listAll(ctx.api.acct("users"), "users");
     userPicker = h(
       "select",
-      { id: "key-user", onchange: () => { userId = userPicker.value; refresh(); } },
+      { id: "key-user", onchange: () => { userId = userPicker.value; pager = keysPager(); refresh(); } },
       users.map((u) => {
         const id = u.name.split("/").pop();
         return h("option", { value: id, selected: id === userId }, `${id}${u.email ? ` (${u.email})` : ""}`);
@@ -78,10 +82,10 @@ export async function render(ctx, view) {
     list,
   );
 
-  const keysPath = () => ctx.api.acct(`users/${encodeURIComponent(userId)}/apiKeys`);
   const refresh = async () => {
     try {
-      const keys = await ctx.api.listAll(keysPath(), "apiKeys");
+      const page = await pager.load();
+      const keys = page.items;
       const mine = keyPrefix((loadSession() || {}).key || "");
       replace(
         list,
@@ -99,6 +103,7 @@ export async function render(ctx, view) {
           keys,
           { empty: "No keys.", rowId: (k) => k.keyId },
         ),
+        pager.control(page, refresh),
       );
     } catch (error) {
       replace(list, errorBox(error));

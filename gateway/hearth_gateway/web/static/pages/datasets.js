@@ -2,6 +2,7 @@
 // validateUpload), then the verdict: example count, or the problems by line number.
 
 import { action, confirmDialog, errorBox, h, notify, replace, shortName, stateBadge, table, when } from "../dom.js";
+import { Pager } from "../paging.js";
 
 const REFRESH_MS = 3000;
 const FILENAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
@@ -81,12 +82,14 @@ export async function render(ctx, view) {
   const list = h("div", {});
   replace(view, h("h1", {}, "Datasets"), form, h("h2", {}, "Datasets"), list);
 
+  const pager = new Pager(ctx, ctx.api.acct("datasets"), "datasets");
   let last = null;
   const refresh = async () => {
     if (document.querySelector("dialog[open]")) return;
     try {
-      const items = await ctx.api.listAll(ctx.api.acct("datasets"), "datasets");
-      const seen = JSON.stringify(items);
+      const page = await pager.load();
+      const items = page.items;
+      const seen = JSON.stringify([page, pager.pages]);
       if (seen === last) return;
       last = seen;
       replace(
@@ -104,6 +107,7 @@ export async function render(ctx, view) {
           items,
           { empty: "No datasets yet.", rowId: (d) => shortName(d.name) },
         ),
+        pager.control(page, refresh),
       );
     } catch (error) {
       last = null;

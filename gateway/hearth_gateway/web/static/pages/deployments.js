@@ -1,10 +1,13 @@
-// Deployments: the list (state, replicas, accelerator; scale, delete) and one deployment's
-// detail (status, conditions, the LoRAs deployed on it; load and unload).
+// Deployments: the list (state, replicas, accelerator; scale, delete; paged), create with
+// Fireworks' fields and the server's defaults, and one deployment's detail (status,
+// conditions, the LoRAs deployed on it; load and unload).
 
 import {
   action, confirmDialog, errorBox, fields, formDialog, h, notify, replace, shortName,
   stateBadge, table, when,
 } from "../dom.js";
+import { createForm } from "./deployment_create.js";
+import { Pager } from "../paging.js";
 
 const REFRESH_MS = 3000;
 
@@ -88,7 +91,7 @@ async function remove(ctx, d, refresh, after) {
   await refresh();
 }
 
-function listView(ctx, items, refresh) {
+function listView(ctx, { items }, refresh) {
   return table(
     [
       { title: "Deployment", key: "name", cell: (d) => h("a", { href: `#/deployments/${encodeURIComponent(shortName(d.name))}` }, shortName(d.name)) },
@@ -133,7 +136,7 @@ async function detail(ctx, view, id) {
   };
   const refresh = live(ctx, body, load, ({ d, loras }) => {
     const r = replicas(d);
-    const conditions = Array.isArray(d.conditions) ? d.conditions : null;
+    const conditions = Array.isArray(d.conditions) && d.conditions.length ? d.conditions : null;
     return [
       fields([
         ["State", stateBadge(d.state)],
@@ -157,15 +160,17 @@ async function detail(ctx, view, id) {
       conditions
         ? table(
             [
-              { title: "Type", cell: (c) => c.type },
-              { title: "Status", cell: (c) => c.status },
+              { title: "Type", key: "type", cell: (c) => c.type },
+              { title: "Status", key: "status", cell: (c) => c.status },
               { title: "Reason", cell: (c) => c.reason || "" },
               { title: "Message", cell: (c) => c.message || "" },
               { title: "Since", cell: (c) => when(c.lastTransitionTime) },
             ],
             conditions,
+            { rowId: (c) => `condition-${c.type}` },
           )
-        : h("p", { class: "muted" }, "The REST API reports no conditions for deployments; the status above is what it gives."),
+        : h("p", { class: "muted" }, "No conditions reported yet."),
+      h("p", { class: "hint" }, "Conditions are the Kubernetes conditions of the Deployment object (a Hearth extension of the REST API). Kubernetes events are not shown: the gateway has no permission to read them."),
       h("h2", {}, "Deployed models and LoRAs"),
       table(
         [
@@ -239,14 +244,20 @@ function sameModel(a, b, account) {
 export async function render(ctx, view, id) {
   if (id) return detail(ctx, view, id);
   const body = h("div", {});
+  const pager = new Pager(ctx, ctx.api.acct("deployments"), "deployments");
   replace(
     view,
     h("h1", {}, "Deployments"),
+    createForm(ctx, (created) => {
+      location.hash = `#/deployments/${encodeURIComponent(shortName(created.name))}`;
+    }),
+    h("h2", {}, "In this account"),
     h("p", { class: "hint" }, "Refreshes by itself every few seconds."),
     body,
   );
-  const refresh = live(ctx, body, () => ctx.api.listAll(ctx.api.acct("deployments"), "deployments"), (items) =>
-    listView(ctx, items, refresh),
-  );
+  const refresh = live(ctx, body, () => pager.load(), (page) => [
+    listView(ctx, page, refresh),
+    pager.control(page, refresh),
+  ]);
   await refresh();
 }

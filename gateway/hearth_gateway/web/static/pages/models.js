@@ -1,6 +1,9 @@
-// Models: base models and LoRA addons (state, base, rank, where deployed); delete.
+// Models: base models and LoRA addons (state, base, rank, where deployed; paged); create
+// one from a URI (a base model, or a LoRA addon of a base model); delete.
 
 import { action, confirmDialog, errorBox, h, notify, replace, shortName, stateBadge, table } from "../dom.js";
+import { clearFieldErrors, field, showFieldErrors } from "../forms.js";
+import { Pager } from "../paging.js";
 
 const REFRESH_MS = 5000;
 
@@ -16,20 +19,110 @@ function deployedOn(m) {
   return refs.map((r) => `${shortName(r.deployment)}${r.state ? ` (${r.state})` : ""}`).join(", ");
 }
 
+/** The create-model request from the form's values (strings); LoRA fields only for a LoRA. */
+export function modelRequest(values) {
+  const model = { kind: values.kind, source: { uri: values.uri.trim() } };
+  if (values.displayName.trim()) model.displayName = values.displayName.trim();
+  if (values.kind === "HF_PEFT_ADDON") {
+    const rank = Number(values.rank);
+    model.peftDetails = { baseModel: values.baseModel, r: Number.isFinite(rank) && values.rank.trim() ? rank : values.rank };
+  }
+  return { modelId: values.modelId.trim(), model };
+}
+
+/** Where a 400's field names point on the form. */
+const KNOWN = {
+  modelId: "modelId",
+  "metadata.name": "modelId",
+  "model.source": "uri",
+  source: "uri",
+  huggingFaceUrl: "uri",
+  kind: "kind",
+  displayName: "displayName",
+  "peftDetails.baseModel": "baseModel",
+  "peftDetails.r": "rank",
+  peftDetails: "baseModel",
+};
+
+function createForm(ctx, refresh) {
+  const allowed = ctx.access.create();
+  const inputs = {
+    modelId: h("input", { id: "model-id", name: "modelId", autocomplete: "off", required: true }),
+    kind: h(
+      "select",
+      { id: "model-kind", name: "kind" },
+      h("option", { value: "HF_BASE_MODEL" }, "Base model"),
+      h("option", { value: "HF_PEFT_ADDON" }, "LoRA addon"),
+    ),
+    uri: h("input", { id: "model-uri", name: "uri", autocomplete: "off", required: true }),
+    displayName: h("input", { id: "model-display-name", name: "displayName", autocomplete: "off" }),
+    baseModel: h("select", { id: "model-base", name: "baseModel" }),
+    rank: h("input", { id: "model-rank", name: "rank", type: "number", step: 1, value: "8" }),
+  };
+  const loraFields = h(
+    "fieldset",
+    { hidden: true },
+    h("legend", {}, "LoRA addon"),
+    h(
+      "div",
+      { class: "row" },
+      field("Base model of the LoRA", inputs.baseModel, "The model the adapter was trained on."),
+      field("LoRA rank", inputs.rank, "r of the adapter, 4-64."),
+    ),
+  );
+  inputs.kind.addEventListener("change", () => {
+    loraFields.hidden = inputs.kind.value !== "HF_PEFT_ADDON";
+  });
+  const general = h("div", {});
+  const form = h(
+    "form",
+    { id: "model-create", novalidate: true },
+    h(
+      "div",
+      { class: "row" },
+      field("Model ID", inputs.modelId, "Lowercase letters, digits and -."),
+      field("Kind", inputs.kind, ""),
+      field("Weights URI", inputs.uri, "hf://org/repo, pvc://artifacts/path, file:// or builtin://"),
+      field("Display name", inputs.displayName, "Optional."),
+    ),
+    loraFields,
+    general,
+    h("p", {}, action("Create model", allowed, null, { type: "submit", id: "model-create-button" })),
+  );
+  const details = h("details", { class: "card", id: "model-create-box" }, h("summary", {}, "Add a model from a URI"), form);
+  details.addEventListener("toggle", () => {
+    if (!details.open || inputs.baseModel.options.length) return;
+    ctx.api
+      .listAll(ctx.api.acct("models"), "models", { filter: 'kind = "HF_BASE_MODEL"' })
+      .then((bases) => replace(inputs.baseModel, bases.map((m) => h("option", { value: m.name }, shortName(m.name)))))
+      .catch((error) => replace(general, errorBox(error)));
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearFieldErrors(inputs, general);
+    const values = Object.fromEntries(Object.entries(inputs).map(([key, input]) => [key, input.value]));
+    try {
+      const created = await ctx.api.post(ctx.api.acct("models"), modelRequest(values));
+      notify(`Created model ${shortName(created.name)}.`);
+      form.reset();
+      loraFields.hidden = true;
+      await refresh();
+    } catch (error) {
+      showFieldErrors(error, inputs, KNOWN, general);
+    }
+  });
+  return details;
+}
+
 export async function render(ctx, view) {
   const body = h("div", {});
-  replace(
-    view,
-    h("h1", {}, "Models"),
-    h("p", { class: "hint" }, "Base models and LoRA addons of this account. Refreshes by itself."),
-    body,
-  );
+  const pager = new Pager(ctx, ctx.api.acct("models"), "models");
   let last = null;
   const refresh = async () => {
     if (document.querySelector("dialog[open]")) return;
     try {
-      const items = await ctx.api.listAll(ctx.api.acct("models"), "models");
-      const seen = JSON.stringify(items);
+      const page = await pager.load();
+      const seen = JSON.stringify([page, pager.pages]);
       if (seen === last) return;
       last = seen;
       replace(
@@ -38,7 +131,7 @@ export async function render(ctx, view) {
           [
             { title: "Model", cell: (m) => h("span", { title: m.name }, shortName(m.name)) },
             { title: "Kind", cell: kindLabel },
-            { title: "State", cell: (m) => stateBadge(m.state) },
+            { title: "State", key: "state", cell: (m) => stateBadge(m.state) },
             { title: "Base model", cell: (m) => (m.peftDetails ? shortName(m.peftDetails.baseModel) : "") },
             { title: "Rank", num: true, cell: (m) => (m.peftDetails && m.peftDetails.r ? String(m.peftDetails.r) : "") },
             { title: "Deployed on", cell: deployedOn },
@@ -48,9 +141,10 @@ export async function render(ctx, view) {
               cell: (m) => action("Delete", ctx.access.change(m.createdBy, "delete"), () => remove(m), { class: "danger" }),
             },
           ],
-          items,
+          page.items,
           { empty: "No models in this account.", rowId: (m) => shortName(m.name) },
         ),
+        pager.control(page, refresh),
       );
     } catch (error) {
       last = null;
@@ -68,6 +162,14 @@ export async function render(ctx, view) {
     }
     await refresh();
   };
+  replace(
+    view,
+    h("h1", {}, "Models"),
+    createForm(ctx, refresh),
+    h("h2", {}, "In this account"),
+    h("p", { class: "hint" }, "Base models and LoRA addons of this account. Refreshes by itself."),
+    body,
+  );
   ctx.every(REFRESH_MS, refresh);
   await refresh();
 }
