@@ -54,6 +54,13 @@ ANTHROPIC_TOOLS = [
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
+def _deep_schema(depth: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        node = {"type": "object", "properties": {"a": node}}
+    return node
+
+
 # -- parsing -------------------------------------------------------------------------------
 
 
@@ -438,6 +445,14 @@ def test_tool_choice_none_and_no_tools_answer_plain_text(server: LiveServer) -> 
         ),
         (
             {"tools": [{"type": "function", "function": {"name": "f", "parameters": "{}"}}]},
+            "tools.0.function.parameters",
+        ),
+        (
+            {
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": _deep_schema(400)}}
+                ]
+            },
             "tools.0.function.parameters",
         ),
         ({"tools": OPENAI_TOOLS + OPENAI_TOOLS[:1]}, "tools.2.name"),

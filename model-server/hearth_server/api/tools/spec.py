@@ -8,9 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hearth_server.engine.structured import MAX_SCHEMA_DEPTH as MAX_CONSTRAINT_DEPTH
+from hearth_server.engine.structured import nesting
+
 # OpenAI's and Anthropic's rule for function names.
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 EMPTY_PARAMETERS: Mapping[str, Any] = {"type": "object", "properties": {}}
+# Deeper parameter schemas are refused before anything walks them recursively (the
+# constraint library's own limit is the same).
+MAX_SCHEMA_DEPTH = MAX_CONSTRAINT_DEPTH
 
 
 class ToolError(ValueError):
@@ -78,6 +84,8 @@ def check_parameters(value: Any, param: str) -> Mapping[str, Any]:
         return EMPTY_PARAMETERS
     if not isinstance(value, dict):
         raise ToolError(param, f"{param} must be a JSON Schema object")
+    if nesting(value) > MAX_SCHEMA_DEPTH:
+        raise ToolError(param, f"{param} is nested deeper than {MAX_SCHEMA_DEPTH} levels")
     if value.get("type", "object") != "object":
         raise ToolError(param, f'{param} must be a schema of "type": "object"')
     props = value.get("properties", {})
