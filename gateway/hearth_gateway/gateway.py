@@ -53,9 +53,10 @@ class Gateway:
     def count(self, account: str, model: str, status: int) -> None:
         self.metrics.requests.labels(account, model, str(status)).inc()
 
-    def finish(self, ex: Exchange, route: Route, status: int, usage: Usage) -> None:
+    def finish(self, ex: Exchange, route: Route, status: int, usage: Usage) -> asyncio.Future[None]:
         """After an answer from a model server: metrics now, the usage record and the
-        token charge in the background (tracked, and awaited at shutdown)."""
+        token charge in a task (tracked, and awaited at shutdown). Returns a future done
+        once the record is written (or failed), for the proxy to hold the answer's end."""
         ex.finished = True
         account = ex.principal.account
         self.count(account, route.deployed_model, status)
@@ -68,11 +69,21 @@ class Gateway:
             self.metrics.tokens.labels(account, route.deployed_model, "completion").inc(
                 usage.completion_tokens
             )
-        task = asyncio.get_running_loop().create_task(self._after(ex, route, status, usage))
+        loop = asyncio.get_running_loop()
+        recorded: asyncio.Future[None] = loop.create_future()
+        task = loop.create_task(self._after(ex, route, status, usage, recorded))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        return recorded
 
-    async def _after(self, ex: Exchange, route: Route, status: int, usage: Usage) -> None:
+    async def _after(
+        self,
+        ex: Exchange,
+        route: Route,
+        status: int,
+        usage: Usage,
+        recorded: asyncio.Future[None],
+    ) -> None:
         principal = ex.principal
         record = UsageRecord(
             request_id=ex.request_id,
@@ -93,6 +104,8 @@ class Gateway:
             await self.ledger.record(record)
         except Exception:
             log.exception("usage record %s could not be written", ex.request_id)
+        finally:
+            recorded.set_result(None)  # the answer's end may go out now
         if route.serverless:
             quota = Quota.of_account(self.state.account(principal.account))
             try:

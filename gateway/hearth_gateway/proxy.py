@@ -71,7 +71,8 @@ class Exchange:
     finished: bool = False
 
 
-Finish = Callable[[Exchange, Route, int, Usage], None]
+#: Writes an answer's metrics now and returns the task writing its usage record.
+Finish = Callable[[Exchange, Route, int, Usage], "asyncio.Future[None]"]
 
 
 @dataclass
@@ -206,7 +207,9 @@ class Proxy:
             body, usage = rewrite_body(
                 b"".join(parts), route.served_name, ex.client_model, ex.dialect
             )
-            finish(ex, route, response.status, usage)
+            # The client has the answer only once its usage record is durable: a gateway
+            # killed after answering has always recorded what it answered.
+            await asyncio.shield(finish(ex, route, response.status, usage))
             return Response(
                 body,
                 status_code=response.status,
@@ -231,6 +234,10 @@ class Proxy:
                 if out:
                     yield out
                 status = response.status
+                # The end event goes out once the usage record is durable (see above).
+                await asyncio.shield(finish(ex, route, status, rewriter.usage))
+                if rewriter.held:
+                    yield rewriter.held
             except UPSTREAM_ERRORS as error:
                 # Mid-stream: bytes already went out, so no retry; the client gets an
                 # error event instead of the rest (and no [DONE]).
@@ -242,7 +249,8 @@ class Proxy:
             finally:
                 opened.done()
                 self._release(opened.replica)
-                finish(ex, route, status, rewriter.usage)
+                if not ex.finished:
+                    finish(ex, route, status, rewriter.usage)
 
         return StreamResponse(
             events(),

@@ -110,6 +110,8 @@ class StreamRewriter:
         self.dialect = dialect
         self.keep_usage_chunk = keep_usage_chunk
         self.usage = Usage()
+        #: The end of the stream, held back until the usage record is durable.
+        self.held = b""
         self._buffer = b""
         served = json.dumps(served_name).encode()
         client = json.dumps(client_model).encode()
@@ -119,7 +121,9 @@ class StreamRewriter:
         ]
 
     def feed(self, data: bytes) -> bytes:
-        """The complete events in what arrived so far, rewritten; the rest waits."""
+        """The complete events in what arrived so far, rewritten; the rest waits. From the
+        stream's end event on (OpenAI ``[DONE]``, Anthropic ``message_stop``) events are
+        kept in ``held``: the caller sends them once the answer's usage is recorded."""
         self._buffer += data
         out = []
         while True:
@@ -130,12 +134,21 @@ class StreamRewriter:
                     self._buffer = b""
                 break
             event, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
-            out.append(self._event(event))
+            self._route(self._event(event), out)
         return b"".join(out)
 
     def flush(self) -> bytes:
         rest, self._buffer = self._buffer, b""
-        return self._event(rest) if rest else b""
+        out: list[bytes] = []
+        if rest:
+            self._route(self._event(rest), out)
+        return b"".join(out)
+
+    def _route(self, event: bytes, out: list[bytes]) -> None:
+        if not self.held and not _is_end_event(event, self.dialect):
+            out.append(event)
+        else:
+            self.held += event
 
     def _event(self, event: bytes) -> bytes:
         for old, new in self._replacements:
@@ -161,6 +174,12 @@ class StreamRewriter:
             if not self.keep_usage_chunk and payload.get("choices") == []:
                 return b""
         return event
+
+
+def _is_end_event(event: bytes, dialect: Dialect) -> bool:
+    """Whether ``event`` is the one that tells the client the answer is complete."""
+    end = b"event: message_stop" if dialect is Dialect.ANTHROPIC else b"data: [DONE]"
+    return any(line.strip() == end for line in event.splitlines())
 
 
 def _data_of(event: bytes) -> Obj | None:

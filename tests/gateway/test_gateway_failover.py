@@ -1,4 +1,4 @@
-"""A replica killed mid-traffic, behind the real gateway.
+"""A replica killed mid-traffic, behind the real gateway; and the gateway itself killed.
 
 One Deployment with two hearth-server replicas (the real operator and process kubelet on
 the emulated API, the tiny Llama). Streams are started on both replicas; then one
@@ -11,6 +11,10 @@ replica out. What the gateway promises (docs/gateway.md, Balancing, retries, str
   answered: all whole answers are 200, none lost, one ledger record each;
 * streams that had started on the killed replica end with an error event (no ``[DONE]``)
   and a ledger record with status 502; streams on the other replica complete.
+
+And when the gateway process is killed (SIGKILL) during traffic, every answer a client
+received whole (a full body, or a stream up to its end event) has its ledger record: the
+gateway sends an answer's end only once the record is durable.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import json
 import os
 import random
 import signal
+import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -75,6 +81,7 @@ class Pair:
     url: str
     key: str
     ledger_path: Path
+    gateway: subprocess.Popen[bytes]
 
     @property
     def auth(self) -> dict[str, str]:
@@ -116,8 +123,8 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
             print(kubelet.dump_logs())
             raise
         key = read_key(cluster, "acme", "ann-key")
-        with gateway_process(cluster, tmp_path) as (url, ledger_path, _):
-            yield Pair(cluster, url, key, ledger_path)
+        with gateway_process(cluster, tmp_path) as (url, ledger_path, process):
+            yield Pair(cluster, url, key, ledger_path, process)
 
 
 def pod_ips() -> str:
@@ -261,3 +268,62 @@ def test_a_killed_replica_loses_no_request_that_had_not_started(pair: Pair) -> N
         raise AssertionError(
             f"ledger {[(rid, statuses.get(rid), want) for rid, want in expected.items()]}"
         ) from None
+
+
+def completed_request(pair: Pair, streamed: bool) -> str | None:
+    """One short request; its request id if the client received the whole answer (a 200
+    body, or a stream up to ``[DONE]``), None if the gateway went away first."""
+    body = {"model": MODEL, "prompt": "hi", "max_tokens": 3, "temperature": 0}
+    try:
+        if not streamed:
+            reply = httpx.post(
+                f"{pair.url}/v1/completions", json=body, headers=pair.auth, timeout=30
+            )
+            reply.json()  # the whole body arrived
+            return reply.headers["x-request-id"] if reply.status_code == 200 else None
+        with httpx.stream(
+            "POST",
+            f"{pair.url}/v1/completions",
+            json={**body, "stream": True},
+            headers=pair.auth,
+            timeout=30,
+        ) as reply:
+            lines = [line for line in reply.iter_lines() if line.startswith("data: ")]
+            done = reply.status_code == 200 and lines and lines[-1] == "data: [DONE]"
+            return reply.headers["x-request-id"] if done else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def test_a_killed_gateway_has_recorded_every_answer_it_completed(pair: Pair) -> None:
+    completed: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(streamed: bool) -> None:
+        while not stop.is_set():
+            found = completed_request(pair, streamed)
+            if found is None:
+                return  # the gateway is gone
+            with lock:
+                completed.append(found)
+                if len(completed) == 40:
+                    # The moment an answer is complete at its client, with the others in
+                    # flight: a record written after the answer's end would be lost now.
+                    pair.gateway.send_signal(signal.SIGKILL)
+
+    threads = [threading.Thread(target=client, args=(i % 2 == 1,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        eventually(lambda: pair.gateway.poll() is not None, timeout=180)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+
+    with sqlite3.connect(pair.ledger_path) as db:
+        rows = [r[0] for r in db.execute("SELECT request_id FROM usage_records")]
+    assert len(rows) == len(set(rows)), "a request counted twice"
+    missing = set(completed) - set(rows)
+    assert not missing, f"{len(missing)} of {len(completed)} completed answers have no record"

@@ -13,7 +13,7 @@ from hearth_gateway.auth import Principal
 from hearth_gateway.config import GatewayConfig
 from hearth_gateway.dialect import Dialect
 from hearth_gateway.metrics import Metrics
-from hearth_gateway.proxy import Exchange, Proxy, StreamResponse, broken_stream_event
+from hearth_gateway.proxy import Exchange, Finish, Proxy, StreamResponse, broken_stream_event
 from hearth_gateway.routing import Replica, Route
 from hearth_gateway.usage import Usage
 
@@ -28,8 +28,16 @@ class Upstream:
     """A raw HTTP/1.1 server answering every request with ``status`` and ``body``; with
     ``die_after`` it sends that many bytes of a chunked SSE body and drops the socket."""
 
-    def __init__(self, status: int = 200, body: bytes = b"", *, die_after: bytes | None = None):
+    def __init__(
+        self,
+        status: int = 200,
+        body: bytes = b"",
+        *,
+        die_after: bytes | None = None,
+        content_type: str = "application/json",
+    ):
         self.status, self.body, self.die_after = status, body, die_after
+        self.content_type = content_type
         self.requests: list[bytes] = []
         self.port = 0
 
@@ -63,7 +71,7 @@ class Upstream:
             writer.close()
             return
         writer.write(
-            f"HTTP/1.1 {self.status} X\r\ncontent-type: application/json\r\n"
+            f"HTTP/1.1 {self.status} X\r\ncontent-type: {self.content_type}\r\n"
             f"content-length: {len(self.body)}\r\n\r\n".encode()
             + self.body
         )
@@ -84,6 +92,19 @@ def route(*replicas: Replica) -> Route:
         desired_replicas=1,
         min_replicas=1,
     )
+
+
+def recording(note: Any) -> Finish:
+    """A ``Finish`` that calls ``note(status, usage)`` and whose record is written at once."""
+
+    def finish(ex: Exchange, _route: Route, status: int, usage: Usage) -> asyncio.Future[None]:
+        ex.finished = True
+        note(status, usage)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    return finish
 
 
 def exchange(stream: bool = False) -> Exchange:
@@ -120,7 +141,7 @@ def test_a_refused_or_overloaded_replica_is_retried_once_on_another() -> None:
                 # The bad replica looks idle, so it is tried first.
                 proxy.outstanding[alive.address] = 1
                 answer = await proxy.forward(
-                    exchange(), route(bad, alive), lambda e, r, s, u: finished.append((s, u))
+                    exchange(), route(bad, alive), recording(lambda s, u: finished.append((s, u)))
                 )
                 assert answer.status_code == 200
                 assert json.loads(bytes(answer.body))["model"] == "acme/m#acme/d"
@@ -131,7 +152,9 @@ def test_a_refused_or_overloaded_replica_is_retried_once_on_another() -> None:
             assert proxy.metrics.retries._value.get() == 2
             # The only replica overloaded: its answer goes to the client as it is.
             answer = await proxy.forward(
-                exchange(), route(Replica("busy", f"127.0.0.1:{busy.port}")), lambda *a: None
+                exchange(),
+                route(Replica("busy", f"127.0.0.1:{busy.port}")),
+                recording(lambda s, u: None),
             )
             assert answer.status_code == 503
         finally:
@@ -170,7 +193,7 @@ def test_a_stream_that_breaks_after_its_first_bytes_is_not_retried() -> None:
                     Replica("dying", f"127.0.0.1:{dying.port}"),
                     Replica("spare", f"127.0.0.1:{spare.port}"),
                 ),
-                lambda e, r, s, u: finished.append(s),
+                recording(lambda s, u: finished.append(s)),
             )
             assert isinstance(answer, StreamResponse)
             await answer({"type": "http"}, receive, send)
@@ -212,7 +235,7 @@ def test_a_body_over_a_mebibyte_is_forwarded_whole() -> None:
         big.body = json.dumps({"model": "m", "prompt": "x" * (3 << 20)}).encode()
         try:
             answer = await proxy.forward(
-                big, route(Replica("r", f"127.0.0.1:{upstream.port}")), lambda *a: None
+                big, route(Replica("r", f"127.0.0.1:{upstream.port}")), recording(lambda s, u: None)
             )
             assert answer.status_code == 200
             assert upstream.requests == [big.body]
@@ -221,3 +244,74 @@ def test_a_body_over_a_mebibyte_is_forwarded_whole() -> None:
             await upstream.stop()
 
     asyncio.run(scenario())
+
+
+def test_the_answers_end_waits_for_its_usage_record() -> None:
+    """Whole answers return, and streams send their end event, only once the usage record
+    is written: a gateway killed after answering has recorded what it answered."""
+    stream_body = (
+        b'data: {"model": "accounts/acme/models/m", "choices": [{"delta": {"content": "a"}}]}\n\n'
+        b'data: {"model": "accounts/acme/models/m", "choices": [], '
+        b'"usage": {"prompt_tokens": 2, "completion_tokens": 1}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+
+    async def scenario() -> None:
+        whole = Upstream(200, OK_BODY)
+        streamed = Upstream(200, stream_body, content_type="text/event-stream")
+        await whole.start()
+        await streamed.start()
+        proxy = Proxy(GatewayConfig(), Metrics())
+        records: list[asyncio.Future[None]] = []
+
+        def finish(ex: Exchange, _route: Route, status: int, usage: Usage) -> asyncio.Future[None]:
+            ex.finished = True
+            records.append(asyncio.get_running_loop().create_future())
+            return records[-1]
+
+        try:
+            answering = asyncio.ensure_future(
+                proxy.forward(exchange(), route(Replica("w", f"127.0.0.1:{whole.port}")), finish)
+            )
+            await until_true(lambda: records)
+            await asyncio.sleep(0.05)
+            assert not answering.done(), "answered before the record was written"
+            records[0].set_result(None)
+            assert (await answering).status_code == 200
+
+            sent: list[MutableMapping[str, Any]] = []
+
+            async def receive() -> dict:
+                await asyncio.Event().wait()
+                return {}
+
+            async def send(message: MutableMapping[str, Any]) -> None:
+                sent.append(message)
+
+            answer = await proxy.forward(
+                exchange(stream=True), route(Replica("s", f"127.0.0.1:{streamed.port}")), finish
+            )
+            assert isinstance(answer, StreamResponse)
+            streaming = asyncio.ensure_future(answer({"type": "http"}, receive, send))
+            await until_true(lambda: len(records) == 2)
+            await asyncio.sleep(0.05)
+            body = b"".join(m.get("body", b"") for m in sent)
+            assert b'"content": "a"' in body and b"[DONE]" not in body
+            assert not streaming.done()
+            records[1].set_result(None)
+            await streaming
+            body = b"".join(m.get("body", b"") for m in sent)
+            assert body.endswith(b"data: [DONE]\n\n")
+        finally:
+            await proxy.close()
+            await whole.stop()
+            await streamed.stop()
+
+    asyncio.run(scenario())
+
+
+async def until_true(predicate: Any, within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)

@@ -43,9 +43,12 @@ USAGE_CHUNK = {
 
 
 def run(rewriter: StreamRewriter, data: bytes, piece: int) -> bytes:
-    """Feed ``data`` in pieces of ``piece`` bytes (events split anywhere)."""
+    """Feed ``data`` in pieces of ``piece`` bytes (events split anywhere); then what the
+    proxy sends once the usage record is written (the held end of the stream)."""
     out = b"".join(rewriter.feed(data[i : i + piece]) for i in range(0, len(data), piece))
-    return out + rewriter.flush()
+    out += rewriter.flush()
+    assert b"[DONE]" not in out and b"message_stop" not in out, "the end is held back"
+    return out + rewriter.held
 
 
 def test_openai_stream_rewrites_model_reads_usage_and_strips_the_unasked_chunk() -> None:
@@ -90,10 +93,16 @@ def test_anthropic_stream_usage_from_message_start_and_delta() -> None:
         "delta": {"stop_reason": "end_turn"},
         "usage": {"output_tokens": 7},
     }
-    data = sse(start, event="message_start") + sse(delta, event="message_delta")
+    stop = {"type": "message_stop"}
+    data = (
+        sse(start, event="message_start")
+        + sse(delta, event="message_delta")
+        + sse(stop, event="message_stop")
+    )
     rewriter = StreamRewriter(Dialect.ANTHROPIC, SERVED, CLIENT, keep_usage_chunk=True)
     out = run(rewriter, data, 4)
     assert b"event: message_start" in out and CLIENT.encode() in out
+    assert rewriter.held.startswith(b"event: message_stop")
     usage = rewriter.usage
     assert (usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens) == (12, 2, 7)
 
