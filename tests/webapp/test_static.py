@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -142,7 +143,7 @@ console.log(JSON.stringify({{
     assert got["csv"] == 'model,n\r\n\'=cmd(),-3\r\n"x,""y""",1.5\r\n'
 
 
-def run_node(tmp_path: Path, script: str) -> object:
+def run_node(tmp_path: Path, script: str) -> Any:
     """Run an ES module with Node; its stdout is one JSON value."""
     path = tmp_path / "check.mjs"
     path.write_text(script)

@@ -97,6 +97,31 @@ def test_fine_tuning_job_from_the_page_shows_progress_and_result(stack: Stack, p
     expect(row(page, "tuned")).to_contain_text("LoRA addon")
     expect(row(page, "tuned")).to_contain_text("tiny")
 
+    # One click on the finished job loads its LoRA onto a deployment of its base model
+    # (smol takes addons) and opens the playground on it.
+    page.goto(f"/#/fine-tuning/{job_id}")
+    page.get_by_role("button", name="Deploy").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Deployment").select_option("accounts/acme/deployments/smol")
+    dialog.get_by_role("button", name="Deploy").click()
+    expect(page.get_by_role("link", name="Playground")).to_have_attribute("aria-current", "page")
+    chosen = page.get_by_label("Model").input_value()
+    assert chosen.startswith("accounts/acme/deployedModels/"), chosen
+    loaded = httpx.get(
+        f"{stack.url}/v1/{chosen}", headers={"authorization": f"Bearer {stack.keys['uma']}"}
+    ).json()
+    assert loaded["model"] == "accounts/acme/models/tuned", loaded
+    assert loaded["deployment"] == "accounts/acme/deployments/smol", loaded
+    stack.cluster.wait_state(
+        "DeployedModel", chosen.rsplit("/", 1)[-1], "DEPLOYED", namespace="acme", timeout=120
+    )
+    page.get_by_label("Max tokens").fill("4")
+    page.get_by_label("Message").fill("hi")
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator('.msg[data-role="assistant"][data-done="true"] .content')
+    expect(answer).to_have_count(1, timeout=60_000)
+    assert page.locator("#pg-transcript .error").count() == 0
+
 
 def test_loss_chart_draws_train_and_eval_curves(stack: Stack, page: Any) -> None:
     sign_in(page, stack.keys["uma"])

@@ -1,8 +1,13 @@
-// Fine-tuning jobs: create from a dataset and a base model, the list with live progress,
-// one job's detail with its loss curve (drawn from the progress seen while the page is
-// open: the API reports the latest loss, not a history), cancel.
+// Fine-tuning jobs: create from a dataset and a base model, the list with live progress
+// and an ETA (paged), one job's detail with its loss curve (drawn from the progress seen
+// while the page is open: the API reports the latest loss, not a history), cancel, and on
+// a completed job one-click Deploy of its LoRA onto a deployment, then the playground.
 
-import { action, confirmDialog, errorBox, fields, h, notify, replace, shortName, stateBadge, table, when } from "../dom.js";
+import {
+  action, confirmDialog, errorBox, fields, formDialog, h, notify, replace, shortName, stateBadge,
+  table, when,
+} from "../dom.js";
+import { Pager } from "../paging.js";
 
 const REFRESH_MS = 3000;
 const FINAL = new Set(["JOB_STATE_COMPLETED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EARLY_STOPPED"]);
@@ -10,8 +15,16 @@ const SVG = "http://www.w3.org/2000/svg";
 
 /** Loss points seen per job, for this page's lifetime in the tab. */
 const history = new Map();
+/** Progress seen per job: the first report and the latest, with when they were seen. */
+const seenProgress = new Map();
 
 function remember(job) {
+  const percent = job.jobProgress && job.jobProgress.percent;
+  if (typeof percent === "number") {
+    const seen = seenProgress.get(job.name) || { first: { t: Date.now(), percent } };
+    if (percent !== seen.first.percent && (!seen.last || seen.last.percent !== percent)) seen.last = { t: Date.now(), percent };
+    seenProgress.set(job.name, seen);
+  }
   const p = job.jobProgress;
   if (!p || p.trainLoss === undefined || p.trainLoss === null) return;
   const points = history.get(job.name) || [];
@@ -60,6 +73,42 @@ export function lossChart(points) {
   return chart;
 }
 
+/**
+ * Seconds left of a running job, and how that was worked out; null when there is no
+ * basis. The API gives progress (percent) but no rate, so the rate is either
+ * - what this page saw: the percent gained between the first report it saw and the latest
+ *   change, over the time between them (once the progress has moved while the page was
+ *   open), or
+ * - the percent done over the time since the job was created (which includes queueing
+ *   and loading the model, so it over-estimates early on).
+ * Remaining = (100 - percent) / rate.
+ */
+export function eta(job, seen, nowMs) {
+  const p = job.jobProgress && job.jobProgress.percent;
+  if (job.state !== "JOB_STATE_RUNNING" || typeof p !== "number" || p <= 0 || p >= 100) return null;
+  if (seen && seen.last && seen.last.t > seen.first.t && seen.last.percent > seen.first.percent) {
+    const rate = (seen.last.percent - seen.first.percent) / ((seen.last.t - seen.first.t) / 1000);
+    const sinceLast = Math.max(0, (nowMs - seen.last.t) / 1000);
+    return { seconds: Math.max(0, (100 - seen.last.percent) / rate - sinceLast), basis: "progress seen on this page" };
+  }
+  const created = Date.parse(job.createTime || "");
+  if (Number.isNaN(created) || nowMs <= created) return null;
+  const rate = p / ((nowMs - created) / 1000);
+  return { seconds: (100 - p) / rate, basis: "progress since the job was created" };
+}
+
+export function duration(seconds) {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+function etaText(job) {
+  const left = eta(job, seenProgress.get(job.name), Date.now());
+  return left ? `about ${duration(left.seconds)} left (from ${left.basis})` : "";
+}
+
 function progressCell(job) {
   if (!job.jobProgress) return h("span", { class: "hint" }, "no progress reported yet");
   const p = job.jobProgress;
@@ -69,6 +118,7 @@ function progressCell(job) {
     {},
     h("progress", { max: 100, value: percent, "aria-label": `${shortName(job.name)} progress` }),
     h("span", { class: "hint" }, ` ${percent}%${p.totalSteps ? ` · step ${p.step || 0}/${p.totalSteps}` : ""}${p.epoch ? ` · epoch ${p.epoch}` : ""}`),
+    job.state === "JOB_STATE_RUNNING" ? h("span", { class: "hint eta", "data-eta": "" }, ` · ${etaText(job) || "ETA once progress is reported"}`) : null,
   );
 }
 
@@ -142,6 +192,36 @@ function createForm(ctx, after) {
   return form;
 }
 
+/**
+ * Deploy a completed job's LoRA: load it (POST deployedModels) onto a deployment of the
+ * same base model that takes addons, then open the playground on it.
+ */
+async function deploy(ctx, job) {
+  const deployments = await ctx.api.listAll(ctx.api.acct("deployments"), "deployments");
+  const fitting = deployments.filter((d) => d.enableAddons && d.baseModel === job.baseModel && d.state !== "DELETING");
+  if (!fitting.length) {
+    notify(`No deployment of ${shortName(job.baseModel)} takes LoRA addons; create one with LoRA addons enabled.`);
+    return;
+  }
+  const data = await formDialog(
+    `Deploy ${shortName(job.outputModel)}`,
+    [
+      h("label", { for: "deploy-target" }, "Deployment"),
+      h("select", { id: "deploy-target", name: "deployment" }, fitting.map((d) => h("option", { value: d.name }, `${shortName(d.name)} (${d.state})`))),
+      h("p", { class: "hint" }, `Loads the LoRA onto a deployment of ${shortName(job.baseModel)} with LoRA addons enabled, then opens the playground on it.`),
+    ],
+    "Deploy",
+  );
+  if (!data) return;
+  try {
+    const loaded = await ctx.api.post(ctx.api.acct("deployedModels"), { model: job.outputModel, deployment: data.get("deployment") });
+    notify(`Loading ${shortName(job.outputModel)} onto ${shortName(data.get("deployment"))}.`);
+    location.hash = `#/playground?model=${encodeURIComponent(loaded.name)}`;
+  } catch (error) {
+    notify(`Deploy failed: ${error.message}`);
+  }
+}
+
 async function detail(ctx, view, id) {
   const body = h("div", {});
   replace(view, h("p", {}, h("a", { href: "#/fine-tuning" }, "← Fine-tuning jobs")), h("h1", {}, `Fine-tuning job ${id}`), body);
@@ -161,6 +241,7 @@ async function detail(ctx, view, id) {
           ["State", stateBadge(job.state)],
           ["Status", job.status && job.status.message],
           ["Progress", progressCell(job)],
+          ["ETA", etaText(job)],
           ["Train loss", loss(p.trainLoss)],
           ["Eval loss", loss(p.evalLoss)],
           ["Dataset", job.dataset],
@@ -174,6 +255,7 @@ async function detail(ctx, view, id) {
         h("h2", {}, "Loss"),
         lossChart(history.get(job.name) || []),
         FINAL.has(job.state) ? null : h("p", {}, action("Cancel job", ctx.access.change(job.createdBy, "cancel"), () => cancel(ctx, job).then(refresh), { class: "danger" })),
+        job.state === "JOB_STATE_COMPLETED" ? h("p", {}, action("Deploy", ctx.access.create(), () => deploy(ctx, job), { id: "ft-deploy" })) : null,
       );
     } catch (error) {
       last = null;
@@ -195,13 +277,15 @@ export async function render(ctx, view, id) {
     h("p", { class: "hint" }, "Refreshes by itself."),
     list,
   );
+  const pager = new Pager(ctx, ctx.api.acct("supervisedFineTuningJobs"), "supervisedFineTuningJobs");
   let last = null;
   const refresh = async () => {
     if (document.querySelector("dialog[open]")) return;
     try {
-      const jobs = await ctx.api.listAll(ctx.api.acct("supervisedFineTuningJobs"), "supervisedFineTuningJobs");
+      const page = await pager.load();
+      const jobs = page.items;
       jobs.forEach(remember);
-      const seen = JSON.stringify(jobs);
+      const seen = JSON.stringify([page, pager.pages]);
       if (seen === last) return;
       last = seen;
       replace(
@@ -220,6 +304,7 @@ export async function render(ctx, view, id) {
           jobs,
           { empty: "No fine-tuning jobs yet.", rowId: (j) => shortName(j.name) },
         ),
+        pager.control(page, refresh),
       );
     } catch (error) {
       last = null;

@@ -16,8 +16,12 @@ export async function render(ctx, view) {
   const allowed = ctx.access.inference();
   const models = await ctx.api.get("/v1/models");
   const ids = (models.data || []).map((m) => m.id).sort();
+  // `#/playground?model=<id>` (e.g. a LoRA just deployed from a fine-tuning job) picks that
+  // model, listed or not yet: the gateway may learn of a new deployed model a moment later.
+  const asked = ctx.query ? ctx.query.get("model") : null;
+  if (asked && !ids.includes(asked)) ids.unshift(asked);
 
-  const model = h("select", { id: "pg-model", name: "model" }, ids.map((id) => h("option", { value: id }, id)));
+  const model = h("select", { id: "pg-model", name: "model" }, ids.map((id) => h("option", { value: id, selected: id === asked }, id)));
   const system = h("textarea", { id: "pg-system", rows: 3, placeholder: "You are a helpful assistant." });
   const temperature = h("input", { id: "pg-temperature", type: "number", min: 0, max: 2, step: 0.1, value: "0.7" });
   const maxTokens = h("input", { id: "pg-max-tokens", type: "number", min: 1, step: 1, value: "128" });
