@@ -12,6 +12,7 @@ never sees one never loads it, and unconstrained rows never call into this modul
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections import OrderedDict
@@ -206,7 +207,67 @@ class Constraint:
 
     @property
     def error(self) -> str | None:
-        return self._matcher.get_error() if self._matcher.is_error() else None
+        """Why the matcher stopped following the output (first line: the rest dumps the
+        parser's state and the grammar), or None."""
+        return _first_line(self._matcher.get_error()) if self._matcher.is_error() else None
+
+
+# Decoded by llguidance and by the model's own tokenizer, it must read the same: spaces,
+# newlines, tabs, multi-byte characters and JSON punctuation.
+_PROBE = 'Hello {"a b": [1, 2.5]}\n\tnaïve 日本 ✓'
+
+
+def tokenizer_json(hf_tokenizer: Any) -> str:
+    """The fast tokenizer's JSON, fixed up for llguidance.
+
+    Tokenizers converted from GGUF (the bundled SmolLM2) decode through a chain
+    (ByteFallback, Fuse, Replace, ByteLevel) that llguidance does not unpick: it would read
+    byte-level tokens such as ``Ġ"`` literally and refuse every token with a space. Their
+    vocabulary is byte-level (the pre-tokenizer says so), so the ByteLevel decoder alone
+    is the right one.
+    """
+    backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise GrammarError("structured output needs a fast (Rust) tokenizer for this model")
+    backend = copy.copy(backend)
+    backend.no_padding()
+    backend.no_truncation()
+    spec = json.loads(backend.to_str())
+    decoder = spec.get("decoder") or {}
+    if decoder.get("type") == "Sequence" and _mentions_byte_level(spec.get("pre_tokenizer")):
+        parts = [d for d in decoder.get("decoders", []) if d.get("type") == "ByteLevel"]
+        if parts:
+            spec["decoder"] = parts[0]
+    return json.dumps(spec)
+
+
+def _mentions_byte_level(part: Any) -> bool:
+    if not isinstance(part, Mapping):
+        return False
+    if part.get("type") == "ByteLevel":
+        return True
+    return any(_mentions_byte_level(p) for p in part.get("pretokenizers", []))
+
+
+def ll_tokenizer(
+    hf_tokenizer: Any, vocab_size: int, eos_ids: Sequence[int]
+) -> llguidance.LLTokenizer:
+    """llguidance's view of the model's tokenizer, checked to read tokens as it does."""
+    import llguidance
+
+    try:
+        tokenizer = llguidance.LLTokenizer(
+            tokenizer_json(hf_tokenizer), n_vocab=vocab_size, eos_token=list(eos_ids) or None
+        )
+    except ValueError as exc:
+        raise GrammarError(f"structured output cannot read this model's tokenizer: {exc}") from None
+    ids = hf_tokenizer.encode(_PROBE, add_special_tokens=False)
+    if tokenizer.decode_str(ids) != hf_tokenizer.decode(ids, clean_up_tokenization_spaces=False):
+        raise GrammarError(
+            "structured output is not available for this model: its tokenizer's bytes could "
+            "not be mapped for the grammar engine"
+        )
+    return tokenizer
 
 
 class GrammarCache:
@@ -227,18 +288,7 @@ class GrammarCache:
     def _ll_tokenizer(self) -> llguidance.LLTokenizer:
         with self._lock:
             if self._tokenizer is None:
-                import llguidance.hf
-
-                try:
-                    self._tokenizer = llguidance.hf.from_tokenizer(
-                        self._hf_tokenizer,
-                        n_vocab=self._vocab_size,
-                        eos_token=self._eos_ids or None,
-                    )
-                except ValueError as exc:  # a slow (Python) tokenizer
-                    raise GrammarError(
-                        f"structured output needs a fast tokenizer for this model: {exc}"
-                    ) from None
+                self._tokenizer = ll_tokenizer(self._hf_tokenizer, self._vocab_size, self._eos_ids)
             return self._tokenizer
 
     def compile(self, spec: StructuredSpec) -> llguidance.LLMatcher:
