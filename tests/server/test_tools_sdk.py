@@ -174,8 +174,8 @@ def test_openai_weather_conversation_round_trip(oai: Any, stream: bool) -> None:
         first.message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id, "content": WEATHER_RESULT},
     ]
-    kw = {"model": MODEL, "messages": messages, "tools": OPENAI_TOOLS, "tool_choice": "none"}
-    kw.update(temperature=0, max_tokens=60)
+    kw: dict[str, Any] = {"model": MODEL, "messages": messages, "tools": OPENAI_TOOLS}
+    kw.update(tool_choice="none", temperature=0, max_tokens=60)
     if stream:
         with oai.chat.completions.stream(**kw) as events:
             answer = events.get_final_completion().choices[0]
@@ -231,8 +231,8 @@ def test_anthropic_weather_conversation_round_trip(claude: Any, stream: bool) ->
             "content": [{"type": "tool_result", "tool_use_id": use.id, "content": WEATHER_RESULT}],
         },
     ]
-    kw = {"model": MODEL, "max_tokens": 60, "messages": messages, "tools": ANTHROPIC_TOOLS}
-    kw.update(tool_choice={"type": "none"}, extra_body=GREEDY)
+    kw: dict[str, Any] = {"model": MODEL, "max_tokens": 60, "messages": messages}
+    kw.update(tools=ANTHROPIC_TOOLS, tool_choice={"type": "none"}, extra_body=GREEDY)
     if stream:
         with claude.messages.stream(**kw) as events:
             answer = events.get_final_message()
