@@ -97,7 +97,7 @@ def test_deployments_list_and_scale(stack: Stack, page: Any) -> None:
 
     def scale_to(count: int) -> None:
         smol.get_by_role("button", name="Scale").click()
-        page.get_by_label("Replicas").fill(str(count))
+        page.get_by_role("dialog").get_by_label("Replicas").fill(str(count))
         page.get_by_role("dialog").get_by_role("button", name="Scale").click()
         eventually(
             lambda: (
@@ -151,7 +151,7 @@ def test_a_refusal_the_page_did_not_foresee_is_shown(stack: Stack, page: Any) ->
             message="the gateway sees rex's new role",
         )
         smol.get_by_role("button", name="Scale").click()
-        page.get_by_label("Replicas").fill("1")
+        page.get_by_role("dialog").get_by_label("Replicas").fill("1")
         page.get_by_role("dialog").get_by_role("button", name="Scale").click()
         expect(page.locator("#status")).to_contain_text("permission denied")
         expect(page.locator("#whoami")).to_be_visible()  # a 403 does not sign out
@@ -292,6 +292,8 @@ def test_pages_fit_a_phone_screen(stack: Stack, browser: Any) -> None:
             page.goto(f"/#/{section}")
             expect(page.locator("main h1")).to_be_visible()
             page.locator("main table, main pre, main .muted").first.wait_for()
+            # Collapsed create forms (deployments, models) must fit too, once opened.
+            page.locator("main details").evaluate_all("all => all.forEach(d => { d.open = true; })")
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"{section}: the page is {width} px wide"
     finally:
