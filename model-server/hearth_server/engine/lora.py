@@ -1,10 +1,23 @@
-"""Multi-LoRA: PEFT adapter loading, per-row LoRA linears and the active-slot table.
+"""Multi-LoRA: PEFT adapter loading, batched mixed-adapter linears and the slot table.
 
-Every patched ``nn.Linear`` keeps its base weight and a stack of adapter slots
-``A[slot]: (in, r_max)`` and ``B[slot]: (r_max, out)`` (scaling folded into B). One
-forward pass serves rows of many adapters: the engine packs rows so that rows with the
-same adapter are contiguous and publishes the runs as segments; each module then adds
-``x[s:e] @ A[slot] @ B[slot]`` per segment (SGMV-style; base rows have no segment).
+Every patched linear keeps its base layer plus ``--max-loras`` adapter slots, with the
+scaling folded into B and ranks zero-padded to ``--max-lora-rank``. One forward pass
+serves rows of many adapters at once (the runner packs rows of one adapter together
+and publishes the runs as segments):
+
+* Linears that read the same input (q/k/v of a layer; gate/up) share one
+  :class:`ShrinkGroup`: their A matrices are stacked so that one matmul computes the
+  down-projection (the "shrink") for all of them.
+* Short runs (decode rows: a few rows per adapter) are done densely, BGMV-style: the
+  shrink is computed against every slot in the runs' slot range, each row keeps only
+  its own slot's block (a one-hot select), and one matmul against the stacked B of
+  that slot range adds every row's delta. There is no per-row work and no gather or
+  scatter; the price is a few wasted FLOPs on tiny matrices, while the bytes read (the
+  real cost on a CPU) are each active adapter's weights once.
+* Long runs (prefill chunks, or many decode rows of one adapter) are done per run
+  (SGMV-style): ``x[s:e] @ A[slot]`` then ``@ B[slot]``.
+
+Base-model rows have no run and cost nothing.
 """
 
 from __future__ import annotations
@@ -15,11 +28,16 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, cast
 
 import torch
 from torch import nn
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Sibling linears that read the same input tensor: one shrink matmul serves them all.
+SHARED_INPUT_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+# Runs of at most this many rows are batched densely; longer ones are done one by one.
+DENSE_RUN_ROWS = 8
 
 
 class AdapterError(ValueError):
@@ -56,21 +74,59 @@ class Segment:
     slot: int
 
 
-class LoRAContext:
-    """Adapter layout of the forward pass in progress (set by the runner each step).
+@dataclass(frozen=True)
+class DenseRuns:
+    """Consecutive short runs done together: rows ``start:end`` (base rows between the
+    runs included) against adapter slots ``lo:hi``. ``off[i, k]`` is True unless row
+    ``start + i`` belongs to slot ``lo + k`` (so it is True throughout for base rows)."""
 
-    ``segments`` are handled one by one (long prefill runs). Short decode runs of
-    several adapters are handled together by two ``bmm`` calls over a padded
-    ``(n_runs, width)`` row table: ``rows`` (flattened, padding points at row 0),
-    ``pad_mask`` (False on padding) and ``slots`` (the adapter slot of each run).
+    start: int
+    end: int
+    lo: int
+    hi: int
+    off: torch.Tensor  # (end - start, hi - lo, 1, 1) bool
+
+
+def plan_runs(
+    segments: list[Segment], device: torch.device, batch_limit: int = DENSE_RUN_ROWS
+) -> tuple[list[Segment], DenseRuns | None]:
+    """Split runs into those done one by one and one dense block.
+
+    The dense block is the longest streak of at least two consecutive short runs with
+    at most ``batch_limit`` base rows between neighbours, whose slot range has at most
+    one idle slot per four used ones (an idle slot's weights would be read for nothing).
     """
+    best: list[Segment] = []
+    streak: list[Segment] = []
+    for seg in segments:
+        short = seg.end - seg.start <= batch_limit
+        near = bool(streak) and seg.start - streak[-1].end <= batch_limit
+        streak = [*streak, seg] if short and near else [seg] if short else []
+        if len(streak) > len(best):
+            best = streak
+    slots = {s.slot for s in best}
+    if len(best) < 2 or max(slots) + 1 - min(slots) - len(slots) > len(slots) // 4:
+        return segments, None
+    lo, hi = min(slots), max(slots) + 1
+    start, end = best[0].start, best[-1].end
+    on = torch.zeros(end - start, hi - lo, 1, 1, dtype=torch.bool)
+    for s in best:
+        on[s.start - start : s.end - start, s.slot - lo] = True
+    rest = [s for s in segments if all(s is not b for b in best)]
+    return rest, DenseRuns(start, end, lo, hi, (~on).to(device))
+
+
+class LoRAContext:
+    """Adapter layout of the forward pass in progress (set by the runner each step)."""
 
     def __init__(self) -> None:
-        self.segments: list[Segment] = []
-        self.rows: torch.Tensor | None = None
-        self.pad_mask: torch.Tensor | None = None
-        self.slots: torch.Tensor | None = None
-        self.all_slots = False  # runs are exactly slots 0..n-1: no weight gather needed
+        self.segments: list[Segment] = []  # runs done one by one
+        self.dense: DenseRuns | None = None
+        self.version = 0  # bumped on every change, so no stale shrink is ever reused
+
+    @property
+    def idle(self) -> bool:
+        return not self.segments and self.dense is None
 
     def set(
         self,
@@ -78,72 +134,158 @@ class LoRAContext:
         n_slots: int,
         dtype: torch.dtype,
         device: torch.device,
-        batch_limit: int = 8,
+        batch_limit: int = DENSE_RUN_ROWS,
     ) -> None:
-        """Split runs: those of at most ``batch_limit`` rows go to the bmm table when
-        there are at least two of them; the rest stay per-segment."""
-        short = [s for s in segments if s.end - s.start <= batch_limit]
-        if len(short) < 2:
-            self.segments, self.rows, self.pad_mask, self.slots = segments, None, None, None
-            return
-        self.segments = [s for s in segments if s.end - s.start > batch_limit]
-        width = max(s.end - s.start for s in short)
-        rows = torch.zeros(len(short), width, dtype=torch.long)
-        mask = torch.zeros(len(short), width, 1, dtype=torch.bool)
-        for i, s in enumerate(short):
-            n = s.end - s.start
-            rows[i, :n] = torch.arange(s.start, s.end)
-            mask[i, :n] = True
-        slots = [s.slot for s in short]
-        self.rows = rows.view(-1).to(device)
-        self.pad_mask = mask.to(device=device)
-        self.slots = torch.tensor(slots, dtype=torch.long, device=device)
-        self.all_slots = slots == list(range(n_slots))
+        self.version += 1
+        self.segments, self.dense = plan_runs(segments, device, batch_limit)
 
     def clear(self) -> None:
-        self.segments, self.rows, self.pad_mask, self.slots = [], None, None, None
+        self.version += 1
+        self.segments, self.dense = [], None
+
+
+@dataclass
+class Shrunk:
+    """``x @ A`` of every member of a group: per one-by-one run ``(rows, members*r)``;
+    for the dense block ``(rows, slots, members, r)`` with other slots' blocks zeroed."""
+
+    segments: list[torch.Tensor]
+    dense: torch.Tensor | None
+
+
+class ShrinkGroup:
+    """The stacked A matrices ``(in, slots, members, r)`` of linears that read one input.
+
+    The first member called in a forward pass computes the shrink for all members; the
+    others find it by the identity of their input tensor (and the context's version).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        members: int,
+        n_slots: int,
+        max_rank: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        self.a = torch.zeros(in_features, n_slots, members, max_rank, dtype=dtype, device=device)
+        self.members = members
+        self._input: torch.Tensor | None = None
+        self._version = -1
+        self._uses = 0
+        self._result: Shrunk | None = None
+
+    def shrink(self, flat_x: torch.Tensor, key: torch.Tensor, ctx: LoRAContext) -> Shrunk:
+        result = self._result
+        if result is None or key is not self._input or ctx.version != self._version:
+            result = self._compute(flat_x, ctx)
+            self._input, self._version, self._result, self._uses = key, ctx.version, result, 0
+        self._uses += 1
+        if self._uses >= self.members:  # every member has it: hold no tensors between steps
+            self._input, self._result = None, None
+        return result
+
+    def _compute(self, x: torch.Tensor, ctx: LoRAContext) -> Shrunk:
+        n_in, n_slots, members, rank = self.a.shape
+        width = members * rank
+        segments = [
+            x[s.start : s.end] @ self.a[:, s.slot].reshape(n_in, width) for s in ctx.segments
+        ]
+        dense = None
+        if ctx.dense is not None:
+            d = ctx.dense
+            a = self.a.view(n_in, n_slots * width)[:, d.lo * width : d.hi * width]
+            dense = (x[d.start : d.end] @ a).view(d.end - d.start, d.hi - d.lo, members, rank)
+            # Select, not multiply: 0 * inf is NaN, and would spread one slot's overflow
+            # into the delta of a row that does not use that slot.
+            dense.masked_fill_(d.off, 0.0)
+        return Shrunk(segments, dense)
+
+
+class _LinearShape(Protocol):
+    in_features: int
+    out_features: int
+
+
+def adaptable(module: nn.Module) -> bool:
+    """nn.Linear, or a stand-in that computes the same (a quantised linear) and says so."""
+    return isinstance(module, nn.Linear) or bool(getattr(module, "adaptable_linear", False))
+
+
+def compute_dtype(module: nn.Module) -> torch.dtype:
+    """The float dtype a linear computes in (a quantised one stores int8 weights)."""
+    dtype = getattr(module, "compute_dtype", None)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight.dtype
 
 
 class LoRALinear(nn.Module):
-    def __init__(self, base: nn.Linear, n_slots: int, max_rank: int, ctx: LoRAContext) -> None:
+    def __init__(
+        self,
+        base: nn.Module,
+        group: ShrinkGroup,
+        member: int,
+        n_slots: int,
+        max_rank: int,
+        ctx: LoRAContext,
+    ) -> None:
         super().__init__()
         self.base = base
+        self.group = group
+        self.member = member
         self.ctx = ctx
-        dtype, device = base.weight.dtype, base.weight.device
-        self.lora_a = torch.zeros(n_slots, base.in_features, max_rank, dtype=dtype, device=device)
-        self.lora_b = torch.zeros(n_slots, max_rank, base.out_features, dtype=dtype, device=device)
+        shape = cast(_LinearShape, base)
+        self.in_features, self.out_features = shape.in_features, shape.out_features
+        self.rank = max_rank
+        self.lora_b = torch.zeros(
+            n_slots, max_rank, self.out_features, dtype=group.a.dtype, device=group.a.device
+        )
+
+    @property
+    def lora_a(self) -> torch.Tensor:
+        """This linear's A of every slot, ``(slots, in, r)`` (a view into the group)."""
+        return self.group.a[:, :, self.member].permute(1, 0, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y: torch.Tensor = self.base(x)
         ctx = self.ctx
-        if not ctx.segments and ctx.rows is None:
+        if ctx.idle:
             return y
         flat_x = x.reshape(-1, x.shape[-1])
         flat_y = y.view(-1, y.shape[-1])
-        for seg in ctx.segments:
-            shrunk = flat_x[seg.start : seg.end] @ self.lora_a[seg.slot]
-            flat_y[seg.start : seg.end].addmm_(shrunk, self.lora_b[seg.slot])
-        if ctx.rows is not None and ctx.slots is not None and ctx.pad_mask is not None:
-            n_runs = ctx.slots.shape[0]
-            a, b = self.lora_a, self.lora_b
-            if not ctx.all_slots:
-                a, b = a.index_select(0, ctx.slots), b.index_select(0, ctx.slots)
-            xs = flat_x.index_select(0, ctx.rows).view(n_runs, -1, flat_x.shape[-1])
-            # Padding rows add exactly nothing to row 0: select, not multiply, since
-            # 0 * inf is NaN and would leak one row's overflow into another request.
-            shrunk = torch.bmm(xs, a).masked_fill_(~ctx.pad_mask, 0.0)
-            delta = torch.bmm(shrunk, b).masked_fill_(~ctx.pad_mask, 0.0)
-            flat_y.index_add_(0, ctx.rows, delta.view(-1, flat_y.shape[-1]))
+        shrunk = self.group.shrink(flat_x, x, ctx)
+        r = self.rank
+        cols = slice(self.member * r, (self.member + 1) * r)
+        for seg, s in zip(ctx.segments, shrunk.segments, strict=True):
+            flat_y[seg.start : seg.end].addmm_(s[:, cols], self.lora_b[seg.slot])
+        d = ctx.dense
+        if d is not None and shrunk.dense is not None:
+            rows, slots = d.end - d.start, d.hi - d.lo
+            mine = shrunk.dense[:, :, self.member].reshape(rows, slots * r)
+            b = self.lora_b[d.lo : d.hi].view(slots * r, self.out_features)
+            flat_y[d.start : d.end].addmm_(mine, b)
         return y
 
     @torch.inference_mode()
     def set_slot(self, slot: int, a: torch.Tensor | None, b: torch.Tensor | None) -> None:
-        self.lora_a[slot].zero_()
+        a_slot = self.group.a[:, slot, self.member]
+        a_slot.zero_()
         self.lora_b[slot].zero_()
         if a is not None and b is not None:
             r = a.shape[1]
-            self.lora_a[slot, :, :r].copy_(a)
+            a_slot[:, :r].copy_(a)
             self.lora_b[slot, :r, :].copy_(b)
+
+
+def _input_groups(names: list[str]) -> list[list[str]]:
+    """``names`` (present target linears of one module) split into shared-input groups."""
+    groups = [[n for n in shared if n in names] for shared in SHARED_INPUT_GROUPS]
+    grouped = {n for g in groups for n in g}
+    return [g for g in groups if g] + [[n] for n in names if n not in grouped]
 
 
 def patch_model(
@@ -153,12 +295,37 @@ def patch_model(
     ctx = LoRAContext()
     patched: dict[str, LoRALinear] = {}
     for name, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
-            if child_name in TARGET_MODULES and isinstance(child, nn.Linear):
-                wrapper = LoRALinear(child, n_slots, max_rank, ctx)
-                setattr(module, child_name, wrapper)
-                patched[f"{name}.{child_name}" if name else child_name] = wrapper
+        children = {
+            n: c for n, c in module.named_children() if n in TARGET_MODULES and adaptable(c)
+        }
+        for members in _input_groups(list(children)):
+            first = cast(_LinearShape, children[members[0]])
+            if any(
+                cast(_LinearShape, children[n]).in_features != first.in_features for n in members
+            ):
+                groups = [[n] for n in members]  # not one input after all: no sharing
+            else:
+                groups = [members]
+            for group_names in groups:
+                base = children[group_names[0]]
+                group = ShrinkGroup(
+                    cast(_LinearShape, base).in_features,
+                    len(group_names),
+                    n_slots,
+                    max_rank,
+                    compute_dtype(base),
+                    _device(base),
+                )
+                for i, child_name in enumerate(group_names):
+                    wrapper = LoRALinear(children[child_name], group, i, n_slots, max_rank, ctx)
+                    setattr(module, child_name, wrapper)
+                    patched[f"{name}.{child_name}" if name else child_name] = wrapper
     return ctx, patched
+
+
+def _device(module: nn.Module) -> torch.device:
+    tensor = next(itertools.chain(module.parameters(), module.buffers()))
+    return tensor.device
 
 
 def _module_key(peft_key: str) -> tuple[str, str] | None:
@@ -229,7 +396,7 @@ def load_adapter(
         if set(ab) != {"A", "B"}:
             raise AdapterError(f"{module}: needs both lora_A and lora_B")
         a, b = ab["A"], ab["B"]  # PEFT: A (r, in), B (out, r)
-        base = target.base
+        base = target
         if a.dim() != 2 or b.dim() != 2 or a.shape != (rank, base.in_features):
             raise AdapterError(
                 f"{module}: lora_A has shape {tuple(a.shape)}, expected ({rank}, "
@@ -297,7 +464,10 @@ class SlotTable:
 
     def _take_slot(self) -> int | None:
         if self.free:
-            return self.free.pop()
+            # Lowest first: active adapters stay in a narrow slot range (see plan_runs).
+            slot = min(self.free)
+            self.free.remove(slot)
+            return slot
         for key, slot in self.slot_of.items():  # least recently used first
             if self.pins[slot] == 0:
                 del self.slot_of[key]
