@@ -340,3 +340,43 @@ def test_anthropic_usage_reports_cache_reads(client: Any) -> None:
     final = next(e for e in events if e["type"] == "message_delta")["usage"]
     assert final["input_tokens"] + final["cache_read_input_tokens"] == total
     assert final["cache_read_input_tokens"] > 0
+
+
+def test_metrics_count_prefix_cache_hits(client: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples() -> dict[str, float]:
+        text = client.get("/metrics").text
+        return {
+            s.name: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name.startswith("hearth:prefix_cache")
+        }
+
+    assert samples()["hearth:prefix_cache_hits_total"] == 0
+    usages = [client.post("/v1/chat/completions", json=_chat("Hi")).json()["usage"] for _ in "ab"]
+    after = samples()
+    cached = usages[1]["prompt_tokens_details"]["cached_tokens"]
+    assert after["hearth:prefix_cache_hits_total"] == cached > 0
+    assert after["hearth:prefix_cache_queries_total"] == 2 * usages[0]["prompt_tokens"]
+    assert after["hearth:prefix_cache_hit_rate"] == pytest.approx(
+        cached / after["hearth:prefix_cache_queries_total"]
+    )
+    assert 0 < after["hearth:prefix_cache_usage_perc"] <= 1
+
+
+def test_cli_flag_sets_the_budget_and_zero_turns_it_off(capsys: pytest.CaptureFixture[str]) -> None:
+    from hearth_server.cli import build_parser, settings_from_args
+    from hearth_server.server import engine_config
+
+    def budget(*flags: str) -> int:
+        args = build_parser().parse_args(["serve", "some-model", *flags])
+        return engine_config(settings_from_args(args), 4096).prefix_cache_tokens
+
+    assert budget() == 8192
+    assert budget("--prefix-cache-tokens", "100000") == 100000
+    assert budget("--prefix-cache-tokens", "0") == 0
+    with pytest.raises(SystemExit):
+        budget("--prefix-cache-tokens", "-1")
+    assert "--prefix-cache-tokens: must be >= 0" in capsys.readouterr().err

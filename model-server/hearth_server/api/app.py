@@ -103,6 +103,8 @@ def _attach_engine(state: ServerState, engine: Engine) -> None:
         },
         lambda: [a.name for a in engine.adapters.all()],
     )
+    if engine.prefix_cache is not None:
+        state.metrics.add_prefix_cache(engine.prefix_cache)
     if not engine.alive and engine.error is None:
         engine.start()
     state.engine = engine

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from hearth_server.api.state import ServerState
+    from hearth_server.engine.prefix_cache import PrefixCache
 
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _TPOT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
@@ -69,6 +70,9 @@ class Metrics:
     ) -> None:
         self.registry.register(_EngineCollector(self.model_name, read, adapters))
 
+    def add_prefix_cache(self, cache: PrefixCache[Any]) -> None:
+        self.registry.register(_PrefixCacheCollector(self.model_name, cache))
+
 
 class _EngineCollector(Collector):
     """Gauges read at scrape time, so the engine loop does no metric work for them."""
@@ -91,6 +95,37 @@ class _EngineCollector(Collector):
         for name in self.adapters():
             info.add_metric([self.model, name], 1.0)
         yield info
+
+
+class _PrefixCacheCollector(Collector):
+    """Prefix-cache counters (in prompt tokens, as vLLM's) and gauges, read at scrape
+    time from plain integers the engine thread keeps."""
+
+    def __init__(self, model: str, cache: PrefixCache[Any]) -> None:
+        self.model, self.cache = model, cache
+
+    def collect(self) -> Iterator[Metric]:
+        cache, labels = self.cache, ["model_name"]
+        queries, hits = cache.stats.queried_tokens, cache.stats.hit_tokens
+        counters = (
+            ("prefix_cache_queries", "Prompt tokens looked up in the prefix cache.", queries),
+            ("prefix_cache_hits", "Prompt tokens served from the prefix cache.", hits),
+        )
+        for name, doc, value in counters:
+            counter = CounterMetricFamily(f"hearth:{name}", doc, labels=labels)
+            counter.add_metric([self.model], float(value))
+            yield counter
+        capacity = cache.max_blocks * cache.block_size
+        hit_rate = hits / queries if queries else 0.0
+        usage = cache.num_tokens / capacity if capacity else 0.0
+        gauges = (
+            ("prefix_cache_hit_rate", "Share of prompt tokens served from the cache.", hit_rate),
+            ("prefix_cache_usage_perc", "Share of --prefix-cache-tokens in use.", usage),
+        )
+        for name, doc, share in gauges:
+            gauge = GaugeMetricFamily(f"hearth:{name}", doc, labels=labels)
+            gauge.add_metric([self.model], share)
+            yield gauge
 
 
 router = APIRouter()
