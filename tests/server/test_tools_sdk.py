@@ -164,7 +164,7 @@ def _openai_call(oai: Any, messages: list[Any], stream: bool) -> Any:
 def test_openai_weather_conversation_round_trip(oai: Any, stream: bool) -> None:
     messages: list[Any] = [{"role": "user", "content": QUESTION}]
     first = _openai_call(oai, messages, stream)
-    assert first.finish_reason == "tool_calls"
+    assert first.finish_reason == "tool_calls" and first.message.content is None
     (call,) = first.message.tool_calls
     assert call.id.startswith("call_") and call.type == "function"
     assert call.function.name == "get_weather"

@@ -27,11 +27,12 @@ def chat_logprobs(tokenizer: Any, lps: list[TokenLogprob]) -> dict[str, Any]:
     }
 
 
-def opening_choice(index: int) -> dict[str, Any]:
-    """Every choice opens with the assistant role, as OpenAI's streams do."""
+def opening_choice(index: int, content: str | None = "") -> dict[str, Any]:
+    """Every choice opens with the assistant role, as OpenAI's streams do (with null
+    content when the answer is a forced call, as OpenAI's are)."""
     return {
         "index": index,
-        "delta": {"role": "assistant", "content": ""},
+        "delta": {"role": "assistant", "content": content},
         "logprobs": None,
         "finish_reason": None,
     }
@@ -81,7 +82,8 @@ async def tool_sse(
         return dump(body)
 
     for i in range(req.n):
-        yield dump({**base, "choices": [opening_choice(i)]})
+        content = None if plan.constraint() is not None else ""
+        yield dump({**base, "choices": [opening_choice(i, content)]})
     async for d in stream_deltas(gen):
         if isinstance(d, ErrorResponse):
             yield dump(d)
