@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -190,13 +191,33 @@ class Constraint:
         self._matcher = matcher
         self._vocab_size = vocab_size
 
-    def allowed(self) -> torch.Tensor:
-        """A bool tensor over the model's vocabulary: True where the token may come next
+    def allowed(self) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """A bool array over the model's vocabulary: True where the token may come next
         (EOS is among them only once the output is complete)."""
-        packed = torch.frombuffer(bytearray(self._matcher.compute_bitmask()), dtype=torch.int32)
-        shifts = torch.arange(32, dtype=torch.int32)
-        bits = (packed.unsqueeze(-1) >> shifts) & 1
-        return bits.reshape(-1)[: self._vocab_size].bool()
+        return self._unpack(np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8))
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """A copy of one row's ``logits`` with every token the grammar refuses next at
+        -inf. Raises GrammarError if the matcher failed or allows nothing.
+
+        numpy rather than torch: on a vector this size torch's ops wake its thread pool,
+        which costs milliseconds on a busy machine; numpy's take tens of microseconds.
+        """
+        packed = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
+        if self._matcher.is_error():
+            raise GrammarError(f"the structured output grammar failed: {self.error}")
+        refused = self._unpack(~packed)
+        if refused.all():
+            raise GrammarError("the structured output grammar allows no token here")
+        if logits.device.type != "cpu":
+            return logits.masked_fill(torch.from_numpy(refused).to(logits.device), -torch.inf)
+        out = logits.numpy().copy()
+        np.putmask(out, refused, -np.inf)
+        return torch.from_numpy(out)
+
+    def _unpack(self, packed: np.ndarray[Any, np.dtype[np.uint8]]) -> np.ndarray[Any, Any]:
+        bits = np.unpackbits(packed, bitorder="little")[: self._vocab_size]
+        return bits.view(np.bool_)
 
     def advance(self, token: int) -> bool:
         """Feed the sampled token; True when the grammar admits no further token (the
