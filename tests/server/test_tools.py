@@ -331,6 +331,23 @@ def test_openai_forced_calls_parse_match_the_schema_and_stream_the_same(
     assert streamed == [c["function"] for c in calls]  # greedy: the same calls
 
 
+def test_each_choice_streams_its_own_calls_with_every_tokens_logprobs(server: LiveServer) -> None:
+    body = chat(tool_choice="required", parallel_tool_calls=False, n=2, seed=7, temperature=0.8)
+    body.update(logprobs=True)
+    plain = server.post("/v1/chat/completions", body).json()
+    events = sse_data(server.post("/v1/chat/completions", {**body, "stream": True}).text)
+    for choice in plain["choices"]:
+        mine = [e for e in events[:-1] if e["choices"][0]["index"] == choice["index"]]
+        calls, finish = streamed_openai_calls([*mine, "[DONE]"])
+        assert finish == "tool_calls" == choice["finish_reason"]
+        assert calls == [c["function"] for c in choice["message"]["tool_calls"]]
+        # Tokens held back by the parser still report their logprobs, once each.
+        streamed = [
+            lp for e in mine for lp in (e["choices"][0]["logprobs"] or {}).get("content", [])
+        ]
+        assert streamed == choice["logprobs"]["content"]
+
+
 def test_a_forced_call_cut_short_by_max_tokens_is_returned_as_text(server: LiveServer) -> None:
     # With parallel calls the random model never closes the list: the output is cut at
     # max_tokens, and the unfinished JSON comes back as text, streamed or not.
