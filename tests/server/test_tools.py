@@ -254,6 +254,22 @@ def test_native_rendering_passes_tools_and_calls_to_the_template() -> None:
     }
 
 
+def test_transformers_renders_tools_and_calls_through_a_tools_template(tiny_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from hearth_server.api.openai.chat.serving import apply_chat_template
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    tok.chat_template = TOOLS_TEMPLATE
+    text = tok.decode(apply_chat_template(tok, HISTORY, _tools(), ToolChoice("auto")))
+    assert text.startswith('TOOLS [{"type": "function", "function": {"name": "get_weather"')
+    assert 'assistant:  CALL get_weather {"city": "Paris"}' in text
+    assert "tool: 18 degrees" in text
+    tok.chat_template = PLAIN_TEMPLATE
+    text = tok.decode(apply_chat_template(tok, HISTORY, _tools(), ToolChoice("auto")))
+    assert text.startswith("system: You can call functions.") and "<tool_response>" in text
+
+
 # -- over HTTP on the tiny llama -----------------------------------------------------------
 
 
