@@ -270,6 +270,37 @@ def test_transformers_renders_tools_and_calls_through_a_tools_template(tiny_dir:
     assert text.startswith("system: You can call functions.") and "<tool_response>" in text
 
 
+def test_anthropic_blocks_close_text_before_a_call_and_reopen_after() -> None:
+    from hearth_server.api.anthropic.messages.serving import ContentBlocks
+
+    blocks = ContentBlocks()
+    raw = [
+        *blocks.text("Checking."),
+        *blocks.call(ToolCall("get_time", '{"zone": "UTC"}')),
+        *blocks.call(ToolCall("get_time", '{"zone": "CET"}')),
+        *blocks.text("Done."),
+        *blocks.close(),
+    ]
+    events = [json.loads(e.split("data: ", 1)[1]) for e in raw]
+    shape = [(e["type"], e["index"]) for e in events]
+    assert shape == [
+        ("content_block_start", 0),
+        ("content_block_delta", 0),
+        ("content_block_stop", 0),
+        ("content_block_start", 1),
+        ("content_block_delta", 1),
+        ("content_block_stop", 1),
+        ("content_block_start", 2),
+        ("content_block_delta", 2),
+        ("content_block_stop", 2),
+        ("content_block_start", 3),
+        ("content_block_delta", 3),
+        ("content_block_stop", 3),
+    ]
+    assert events[3]["content_block"]["input"] == {} and blocks.calls == 2
+    assert events[4]["delta"] == {"type": "input_json_delta", "partial_json": '{"zone": "UTC"}'}
+
+
 # -- over HTTP on the tiny llama -----------------------------------------------------------
 
 

@@ -138,7 +138,7 @@ async def create_message(
     }
 
 
-class _Blocks:
+class ContentBlocks:
     """Content-block events: text opens a text block (closed when a call comes), each
     call is a whole tool_use block with its input in one input_json_delta."""
 
@@ -211,7 +211,7 @@ async def _stream(
             }
         },
     )
-    blocks = _Blocks()
+    blocks = ContentBlocks()
     parser = plan.stream_parser()
     if not plan.active:  # plain text: the block opens at once, as before
         for event in blocks.text(""):
