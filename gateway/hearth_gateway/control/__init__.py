@@ -2,8 +2,9 @@
 
 One module per resource translates between the custom resource and Fireworks' JSON
 (pure); ``listing`` holds the list semantics, ``authz`` the role table, ``kube`` the calls
-to the Kubernetes API, ``uploads`` the dataset upload URLs, ``plane`` the operations and
-``routes`` the HTTP layer. See docs/gateway.md, "Control plane".
+to the Kubernetes API, ``plane`` the operations, ``staged`` those of datasets and models
+whose files come through the gateway (with ``uploads``, ``model_files``, ``multipart``
+and ``downloads``), and ``routes`` the HTTP layer. See docs/gateway.md, "Control plane".
 """
 
 from __future__ import annotations

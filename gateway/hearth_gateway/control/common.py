@@ -41,6 +41,16 @@ class Directory:
         return self.emails.get(user_id, user_id)
 
 
+def flag(query: Mapping[str, str], name: str) -> bool:
+    """A boolean query parameter (absent: false); 400 naming it when it is not one."""
+    value = (query.get(name) or "").lower()
+    if value in ("", "false", "0"):
+        return False
+    if value in ("true", "1"):
+        return True
+    raise invalid(f"{name}: expected true or false, got {query.get(name)!r}")
+
+
 def metadata(obj: Obj) -> Obj:
     meta: Obj = obj.get("metadata") or {}
     return meta

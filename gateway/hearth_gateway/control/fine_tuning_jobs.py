@@ -1,5 +1,7 @@
 """FineTuningJob <-> ``accounts/<a>/supervisedFineTuningJobs/<j>``; ``:cancel`` sets
-``spec.cancelled`` (a job's spec is otherwise immutable, so there is no update)."""
+``spec.cancelled`` (a job's spec is otherwise immutable, so there is no update);
+``:resume`` creates a failed or cancelled job anew under its name (see
+``ControlPlane.resume_job``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from .common import (
     ResourceKind,
     base_json,
     copy_fields,
+    created_by,
     full_reference,
     new_object,
     short_id,
@@ -44,6 +47,8 @@ SPEC_FIELDS = (
     "acceleratorType",
     "acceleratorCount",
 )
+#: States ``:resume`` starts again from.
+RESUMABLE_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED"})
 IGNORED = ("completedTime", "jobProgress", "estimatedCost", "trainerLogsSignedUrl")
 
 
@@ -80,6 +85,17 @@ def create(account: str, job_id: str, body: Mapping[str, Any], creator: str) -> 
     if spec.get("outputModel"):
         spec["outputModel"] = short_id(str(spec["outputModel"]), "models")
     return new_object("FineTuningJob", job_id, account, spec, creator)
+
+
+def resumed(obj: Obj, resumer: str) -> Obj:
+    """A new FineTuningJob of the same name and spec (not cancelled) as ``obj``, created by
+    its creator (else by the one resuming it). Only that annotation is carried over: the
+    operator's bookkeeping annotations of the old object would hide the new one's creation."""
+    meta = obj["metadata"]
+    spec = {k: v for k, v in (obj.get("spec") or {}).items() if k != "cancelled"}
+    return new_object(
+        "FineTuningJob", meta["name"], meta["namespace"], spec, created_by(obj) or resumer
+    )
 
 
 FINE_TUNING_JOBS = ResourceKind(

@@ -35,6 +35,9 @@ _PATHS = {
     "Dataset": "datasets",
     "FineTuningJob": "finetuningjobs",
 }
+#: Kinds outside hearth.dev the control plane touches: a fine-tuning job's trainer (the
+#: batch/v1 Job the operator runs), removed before the job is resumed.
+_OTHER_GROUPS = {"Job": ("batch/v1", "jobs")}
 
 
 def impersonation_headers(user: Obj | None) -> dict[str, str]:
@@ -56,10 +59,11 @@ def impersonation_headers(user: Obj | None) -> dict[str, str]:
 
 
 def path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
-    base = f"/apis/{GROUP}/{VERSION}"
+    group_version, plural = _OTHER_GROUPS.get(kind) or (f"{GROUP}/{VERSION}", _PATHS[kind])
+    base = f"/apis/{group_version}"
     if namespace is not None:
         base += f"/namespaces/{namespace}"
-    base += f"/{_PATHS[kind]}"
+    base += f"/{plural}"
     if name is not None:
         base += f"/{name}"
     return base + (f"/{sub}" if sub else "")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from hearth import api_keys as keys
 from hearth.validation import validate
 from hearth_operator.planning.common import is_terminating
+from hearth_operator.planning.finetuning_job import workload_name
 
 from ..auth import AuthError, Principal, authenticate
 from ..gateway import Gateway
@@ -29,7 +29,7 @@ from .common import (
     Obj,
     ResourceKind,
     created_by,
-    new_object,
+    flag,
     random_id,
     updated_spec,
 )
@@ -45,7 +45,8 @@ from .listing import (
     parse_order_by,
     sort_items,
 )
-from .uploads import Signed, UploadStore, check_filename
+from .staged import Staged
+from .uploads import UploadStore
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +56,9 @@ TERMINAL_JOB_STATES = frozenset(
 )
 #: Read-modify-write attempts of an update that meets concurrent writes.
 CONFLICT_RETRIES = 5
-
-
-def _flag(query: Query, name: str) -> bool:
-    value = (query.get(name) or "").lower()
-    if value in ("", "false", "0"):
-        return False
-    if value in ("true", "1"):
-        return True
-    raise invalid(f"{name}: expected true or false, got {query.get(name)!r}")
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+#: How long a resume waits for the old run's objects to go: steps of RESUME_POLL_S.
+RESUME_POLL_S = 0.25
+RESUME_WAIT_STEPS = 240
 
 
 class ControlPlane:
@@ -83,6 +74,8 @@ class ControlPlane:
         self.kube = kube
         self.uploads = uploads
         self.requests_per_minute = requests_per_minute
+        #: Datasets and models that wait for uploaded files; downloads.
+        self.staged = Staged(self)
 
     # ------------------------------------------------------------------ callers
 
@@ -121,7 +114,7 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ generic
 
-    async def _create(self, obj: Obj, act_as: Mapping[str, str] | None) -> Obj:
+    async def create_validated(self, obj: Obj, act_as: Mapping[str, str] | None) -> Obj:
         result = validate(obj)
         if not result.ok:
             problems = "; ".join(str(error) for error in result.errors)
@@ -237,9 +230,9 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ creates
 
-    async def _create_resource(self, principal: Principal, account: str, obj: Obj) -> Json:
+    async def create_resource(self, principal: Principal, account: str, obj: Obj) -> Json:
         grant = authorize_resource(principal, account, Action.CREATE)
-        created = await self._create(obj, self.act_as(principal, grant))
+        created = await self.create_validated(obj, self.act_as(principal, grant))
         resource = RESOURCES_BY_KIND[obj["kind"]]
         return self._json(resource, created, account)
 
@@ -248,40 +241,27 @@ class ControlPlane:
     ) -> Json:
         authorize_users(principal, account, Action.CREATE)
         obj = users.create(account, query.get("userId"), body, principal.user)
-        created = await self._create(obj, self.act_as(principal, Grant(impersonate=True)))
+        created = await self.create_validated(obj, self.act_as(principal, Grant(impersonate=True)))
         return self._json(users.USERS, created, account)
-
-    async def create_model(self, principal: Principal, account: str, body: Json) -> Json:
-        model_id = body.get("modelId")
-        if not isinstance(model_id, str) or not model_id:
-            raise invalid("modelId: required")
-        if body.get("cluster"):
-            raise invalid("cluster: BYOC clusters are not supported by Hearth")
-        spec = body.get("model") or {}
-        if not isinstance(spec, dict):
-            raise invalid("model: must be an object")
-        return await self._create_resource(
-            principal, account, models.create(account, model_id, spec, principal.user)
-        )
 
     async def create_deployment(
         self, principal: Principal, account: str, body: Json, query: Query
     ) -> Json:
-        if _flag(query, "disableAutoDeploy"):
+        if flag(query, "disableAutoDeploy"):
             raise invalid(
                 "disableAutoDeploy: not supported; Hearth always deploys the base model onto "
                 "a new deployment"
             )
         deployment_id = query.get("deploymentId") or random_id(8)
         obj = deployments.create(account, deployment_id, body, principal.user)
-        if _flag(query, "validateOnly"):
+        if flag(query, "validateOnly"):
             authorize_resource(principal, account, Action.CREATE)
             result = validate(obj)
             if not result.ok:
                 problems = "; ".join(str(error) for error in result.errors)
                 raise invalid(f"Deployment {deployment_id!r} is invalid: {problems}")
             return self._json(deployments.DEPLOYMENTS, result.defaulted, account)
-        return await self._create_resource(principal, account, obj)
+        return await self.create_resource(principal, account, obj)
 
     async def scale(self, principal: Principal, account: str, name: str, body: Json) -> Json:
         patch = deployments.scale_patch(body)
@@ -293,9 +273,9 @@ class ControlPlane:
         return self._json(deployments.DEPLOYMENTS, obj, account)
 
     async def load_lora(self, principal: Principal, account: str, body: Json, query: Query) -> Json:
-        if _flag(query, "replaceMergedAddon"):
+        if flag(query, "replaceMergedAddon"):
             raise invalid("replaceMergedAddon: hot-reload deployments are not supported by Hearth")
-        return await self._create_resource(
+        return await self.create_resource(
             principal, account, deployed_models.create(account, body, principal.user)
         )
 
@@ -303,7 +283,7 @@ class ControlPlane:
         self, principal: Principal, account: str, body: Json, query: Query
     ) -> Json:
         job_id = query.get("supervisedFineTuningJobId") or fine_tuning_jobs.new_id()
-        return await self._create_resource(
+        return await self.create_resource(
             principal, account, fine_tuning_jobs.create(account, job_id, body, principal.user)
         )
 
@@ -319,6 +299,63 @@ class ControlPlane:
         )
         return {}
 
+    async def resume_job(self, principal: Principal, account: str, name: str) -> Json:
+        """Start a failed or cancelled job again; the trainer resumes from its last checkpoint.
+
+        A finished FineTuningJob stays as it ended (the operator never restarts it, and the
+        CRD lets neither the spec nor ``cancelled`` go back), so the job is created anew
+        under the same name with the same spec: the trainer's output directory is named
+        after the job, and a run with the same settings continues from the checkpoint it
+        finds there (the last one it wrote, on SIGTERM when cancelled). The old trainer
+        Job is removed first, so the operator does not take its outcome for the new run's.
+        """
+        resource = fine_tuning_jobs.FINE_TUNING_JOBS
+        obj, act_as = await self._owned(resource, principal, account, name, Action.UPDATE)
+        state = (obj.get("status") or {}).get("state")
+        if state not in fine_tuning_jobs.RESUMABLE_STATES:
+            raise ApiError(
+                412,
+                f"job {name!r} is {state or 'not started'}; only a failed or cancelled job "
+                "can be resumed",
+            )
+        await self._remove_trainer(account, workload_name(name))
+        fresh = fine_tuning_jobs.resumed(obj, principal.user)
+        await self.kube.delete("FineTuningJob", account, name, act_as)
+        created = await self._create_when_gone(fresh, act_as)
+        return self._json(resource, created, account)
+
+    async def _remove_trainer(self, account: str, workload: str) -> None:
+        """Delete the batch/v1 Job of a finished run (as the gateway: users' roles do not
+        cover the operator's workloads) and wait until it is gone."""
+        try:
+            await self.kube.delete("Job", account, workload, None)
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            return
+        for _ in range(RESUME_WAIT_STEPS):
+            try:
+                await self.kube.get("Job", account, workload)
+            except ApiError as error:
+                if error.status == 404:
+                    return
+                raise
+            await asyncio.sleep(RESUME_POLL_S)
+        raise ApiError(
+            503, f"the trainer of job {workload!r} is still being removed; resume again shortly"
+        )
+
+    async def _create_when_gone(self, obj: Obj, act_as: Mapping[str, str] | None) -> Obj:
+        """Create ``obj`` once an object of its name being deleted is gone (finalizers)."""
+        for _ in range(RESUME_WAIT_STEPS):
+            try:
+                return await self.create_validated(obj, act_as)
+            except ApiError as error:
+                if error.status != 409 or error.aborted:
+                    raise
+            await asyncio.sleep(RESUME_POLL_S)
+        raise ApiError(503, f"job {obj['metadata']['name']!r} is still being deleted")
+
     # ------------------------------------------------------------------ API keys
 
     async def create_api_key(
@@ -333,7 +370,7 @@ class ControlPlane:
         key, salt = keys.generate_key(), keys.new_salt()
         key_id = api_keys.new_key_id()
         obj = api_keys.create(account, user_id, key_id, spec, principal.user)
-        created = await self._create(obj, act_as)
+        created = await self.create_validated(obj, act_as)
         # The status subresource is the operator's and the gateway's, never a user's. It is
         # the status the operator's own planner gives a gateway-issued key, so the
         # operator's next pass writes the same.
@@ -368,190 +405,6 @@ class ControlPlane:
         if (obj.get("spec") or {}).get("user") != user_id:
             raise ApiError(404, f"ApiKey {key_id!r} not found for user {user_id!r}")
         await self.kube.delete("ApiKey", account, key_id, self.act_as(principal, grant))
-        return {}
-
-    # ------------------------------------------------------------------ datasets
-
-    def _store(self) -> UploadStore:
-        if self.uploads is None:
-            raise ApiError(
-                412,
-                "uploads are not enabled on this gateway (start it with --upload-dir); create "
-                "the dataset with dataset.externalUrl instead",
-            )
-        return self.uploads
-
-    async def create_dataset(self, principal: Principal, account: str, body: Json) -> Json:
-        dataset_id = body.get("datasetId")
-        if not isinstance(dataset_id, str) or not dataset_id:
-            raise invalid("datasetId: required")
-        for unsupported in ("sourceDatasetId", "filter"):
-            if body.get(unsupported):
-                raise invalid(f"{unsupported}: derived datasets are not supported by Hearth")
-        spec_body = body.get("dataset") or {}
-        if not isinstance(spec_body, dict):
-            raise invalid("dataset: must be an object")
-        spec, upload = datasets.spec_of(spec_body)
-        if not upload:
-            obj = new_object("Dataset", dataset_id, account, spec, principal.user)
-            return await self._create_resource(principal, account, obj)
-        authorize_resource(principal, account, Action.CREATE)
-        # Validate what can be validated now, with a placeholder file.
-        probe = datasets.create_object(
-            account, dataset_id, spec, datasets.uploaded_uri(account, dataset_id, "x.jsonl"), ""
-        )
-        checked = validate(probe)
-        if not checked.ok:
-            problems = "; ".join(str(error) for error in checked.errors)
-            raise invalid(f"Dataset {dataset_id!r} is invalid: {problems}")
-        store = self._store()
-        try:
-            await self.kube.get("Dataset", account, dataset_id)
-        except ApiError as error:
-            if error.status != 404:
-                raise
-        else:
-            raise ApiError(409, f"Dataset {dataset_id!r} already exists")
-        if await asyncio.to_thread(store.read_record, account, dataset_id) is not None:
-            raise ApiError(409, f"Dataset {dataset_id!r} already exists (waiting for its upload)")
-        now = _now()
-        record = {"spec": spec, "createdBy": principal.user, "createTime": now, "files": {}}
-        await asyncio.to_thread(store.write_record, account, dataset_id, record)
-        return datasets.pending_json(account, dataset_id, record, self.directory(account))
-
-    async def _record(self, account: str, dataset_id: str) -> Json | None:
-        if self.uploads is None:
-            return None
-        return await asyncio.to_thread(self.uploads.read_record, account, dataset_id)
-
-    async def get_dataset(
-        self, principal: Principal, account: str, dataset_id: str, query: Query
-    ) -> Json:
-        try:
-            return await self.get(datasets.DATASETS, principal, account, dataset_id, query)
-        except ApiError as error:
-            if error.status != 404:
-                raise
-            record = await self._record(account, dataset_id)
-            if record is None:
-                raise
-        mask = parse_mask(query.get("readMask"), datasets.DATASETS.fields, "readMask")
-        pending = datasets.pending_json(account, dataset_id, record, self.directory(account))
-        return apply_read_mask(pending, mask)
-
-    async def list_datasets(self, principal: Principal, account: str, query: Query) -> Json:
-        authorize_resource(principal, account, Action.READ)
-        directory = self.directory(account)
-        objs = [o for o in await self.kube.list("Dataset", account) if not is_terminating(o)]
-        items = [datasets.to_json(o, directory) for o in objs]
-        names = {o["metadata"]["name"] for o in objs}
-        if self.uploads is not None:
-            store = self.uploads
-            pending = await asyncio.to_thread(lambda: list(store.pending(account)))
-            items += [
-                datasets.pending_json(account, dataset_id, record, directory)
-                for dataset_id, record in pending
-                if dataset_id not in names
-            ]
-        return self.page(datasets.DATASETS, items, query)
-
-    async def delete_dataset(self, principal: Principal, account: str, dataset_id: str) -> Json:
-        try:
-            return await self.delete(datasets.DATASETS, principal, account, dataset_id)
-        except ApiError as error:
-            if error.status != 404:
-                raise
-            record = await self._record(account, dataset_id)
-            if record is None or self.uploads is None:
-                raise
-        authorize_resource(principal, account, Action.DELETE, record.get("createdBy"))
-        await asyncio.to_thread(self.uploads.remove, account, dataset_id)
-        return {}
-
-    async def _pending_for_write(
-        self, principal: Principal, account: str, dataset_id: str
-    ) -> tuple[UploadStore, Json, Grant]:
-        store = self._store()
-        record = await asyncio.to_thread(store.read_record, account, dataset_id)
-        if record is None:
-            try:
-                await self.kube.get("Dataset", account, dataset_id)
-            except ApiError:
-                raise ApiError(404, f"Dataset {dataset_id!r} not found") from None
-            raise ApiError(
-                412,
-                f"Dataset {dataset_id!r} already has its file; datasets are immutable, create "
-                "a new one",
-            )
-        grant = authorize_resource(principal, account, Action.UPDATE, record.get("createdBy"))
-        return store, record, grant
-
-    async def upload_endpoint(
-        self, principal: Principal, account: str, dataset_id: str, body: Json, base_url: str
-    ) -> Json:
-        sizes = body.get("filenameToSize")
-        if not isinstance(sizes, dict) or not sizes:
-            raise invalid("filenameToSize: required, a map of file name to size in bytes")
-        store, record, _ = await self._pending_for_write(principal, account, dataset_id)
-        files: dict[str, Json] = {}
-        urls: dict[str, str] = {}
-        uris: dict[str, str] = {}
-        for filename, raw_size in sizes.items():
-            check_filename(str(filename))
-            try:
-                size = int(raw_size)
-            except (TypeError, ValueError):
-                raise invalid(f"filenameToSize.{filename}: not a size in bytes") from None
-            signed = store.sign(account, dataset_id, filename, size)
-            files[filename] = {"size": size}
-            urls[filename] = base_url.rstrip("/") + store.signed_path(signed)
-            uris[filename] = datasets.uploaded_uri(account, dataset_id, filename)
-        record = {**record, "files": files, "updateTime": _now()}
-        await asyncio.to_thread(store.write_record, account, dataset_id, record)
-        return {"filenameToSignedUrls": urls, "filenameToUnsignedUris": uris}
-
-    async def receive_upload(
-        self, signed: Signed, signature: str, chunks: Callable[[], Any]
-    ) -> Json:
-        store = self._store()
-        store.verify(signed, signature)
-        record = await asyncio.to_thread(store.read_record, signed.account, signed.dataset)
-        registered = ((record or {}).get("files") or {}).get(signed.filename)
-        if record is None or registered is None or registered.get("size") != signed.size:
-            raise ApiError(412, f"{signed.filename} is not registered for upload (any more)")
-        received = await store.receive(signed, chunks())
-        latest = await asyncio.to_thread(store.read_record, signed.account, signed.dataset)
-        if latest is None:
-            raise ApiError(404, f"Dataset {signed.dataset!r} was deleted during the upload")
-        latest.setdefault("files", {})[signed.filename] = received
-        latest["updateTime"] = _now()
-        await asyncio.to_thread(store.write_record, signed.account, signed.dataset, latest)
-        return {"filename": signed.filename, **received}
-
-    async def validate_upload(self, principal: Principal, account: str, dataset_id: str) -> Json:
-        store, record, grant = await self._pending_for_write(principal, account, dataset_id)
-        files: dict[str, Json] = record.get("files") or {}
-        if not files:
-            raise ApiError(412, f"Dataset {dataset_id!r}: no file was uploaded (getUploadEndpoint)")
-        missing = sorted(name for name, info in files.items() if "sha256" not in info)
-        if missing:
-            raise ApiError(412, f"Dataset {dataset_id!r}: not uploaded yet: {', '.join(missing)}")
-        for name, info in files.items():
-            actual = await asyncio.to_thread(store.sha256, account, dataset_id, name)
-            if actual != info["sha256"]:
-                raise ApiError(
-                    412, f"Dataset {dataset_id!r}: {name} changed after its upload (checksum)"
-                )
-        filename = await asyncio.to_thread(store.combined, account, dataset_id, sorted(files))
-        obj = datasets.create_object(
-            account,
-            dataset_id,
-            record.get("spec") or {},
-            datasets.uploaded_uri(account, dataset_id, filename),
-            str(record.get("createdBy") or principal.user),
-        )
-        await self._create(obj, self.act_as(principal, grant))
-        await asyncio.to_thread(store.drop_record, account, dataset_id)
         return {}
 
 

@@ -1,5 +1,6 @@
 """HTTP routes of the control plane: Fireworks' ``/v1/accounts/...`` paths, as the
-``fireworks-ai`` SDK calls them, and the signed upload URLs (``/uploads/v1/...``)."""
+``fireworks-ai`` SDK calls them, and the signed upload and download URLs
+(``/uploads/v1/...``, ``/downloads/v1/...``)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..auth import Principal, key_from_headers
 from ..errors import GatewayError
-from . import deployed_models, deployments, fine_tuning_jobs, models, usage, users
+from . import deployed_models, deployments, fine_tuning_jobs, usage, users
 from .common import Json, ResourceKind
+from .downloads import Download
 from .errors import ApiError, error_response, invalid
 from .plane import ControlPlane
-from .uploads import Signed
+from .staged import DATASET, MODEL, Uploadable
+from .uploads import UPLOADABLE, Signed
 
 log = logging.getLogger(__name__)
 
+#: Collections whose objects may wait for uploaded files.
+STAGED: dict[str, Uploadable] = {"datasets": DATASET, "models": MODEL}
 #: Collections with the standard get / list / update / delete.
 COLLECTIONS: dict[str, ResourceKind] = {
     "users": users.USERS,
-    "models": models.MODELS,
     "deployments": deployments.DEPLOYMENTS,
     "deployedModels": deployed_models.DEPLOYED_MODELS,
     "supervisedFineTuningJobs": fine_tuning_jobs.FINE_TUNING_JOBS,
@@ -116,10 +120,14 @@ async def account_usage(plane: ControlPlane, principal: Principal, request: Requ
 async def collection(plane: ControlPlane, principal: Principal, request: Request) -> Json:
     account_id, name = request.path_params["account"], request.path_params["collection"]
     query = request.query_params
-    if name == "datasets":
+    staged = STAGED.get(name)
+    if staged is not None:
         if request.method == "GET":
-            return await plane.list_datasets(principal, account_id, query)
-        return await plane.create_dataset(principal, account_id, await read_json(request))
+            return await plane.staged.list_items(staged, principal, account_id, query)
+        body = await read_json(request)
+        if staged is DATASET:
+            return await plane.staged.create_dataset(principal, account_id, body)
+        return await plane.staged.create_model(principal, account_id, body)
     resource = COLLECTIONS.get(name)
     if resource is None:
         raise _unknown(request)
@@ -128,7 +136,6 @@ async def collection(plane: ControlPlane, principal: Principal, request: Request
     body = await read_json(request)
     creates: dict[str, Callable[[], Awaitable[Json]]] = {
         "users": lambda: plane.create_user(principal, account_id, body, query),
-        "models": lambda: plane.create_model(principal, account_id, body),
         "deployments": lambda: plane.create_deployment(principal, account_id, body, query),
         "deployedModels": lambda: plane.load_lora(principal, account_id, body, query),
         "supervisedFineTuningJobs": lambda: plane.create_job(principal, account_id, body, query),
@@ -140,8 +147,9 @@ async def item(plane: ControlPlane, principal: Principal, request: Request) -> J
     account_id, name = request.path_params["account"], request.path_params["collection"]
     item_id, verb = _split(request.path_params["item"])
     method, query = request.method, request.query_params
-    if name == "datasets":
-        return await _dataset_item(plane, principal, request, account_id, item_id, verb)
+    staged = STAGED.get(name)
+    if staged is not None:
+        return await _staged_item(plane, principal, request, staged, account_id, item_id, verb)
     resource = COLLECTIONS.get(name)
     if resource is None:
         raise _unknown(request)
@@ -157,28 +165,43 @@ async def item(plane: ControlPlane, principal: Principal, request: Request) -> J
         return await plane.scale(principal, account_id, item_id, await read_json(request))
     if name == "supervisedFineTuningJobs" and verb == "cancel" and method == "POST":
         return await plane.cancel_job(principal, account_id, item_id)
+    if name == "supervisedFineTuningJobs" and verb == "resume" and method == "POST":
+        return await plane.resume_job(principal, account_id, item_id)
     raise _unknown(request)
 
 
-async def _dataset_item(
+async def _staged_item(
     plane: ControlPlane,
     principal: Principal,
     request: Request,
+    up: Uploadable,
     account_id: str,
-    dataset_id: str,
+    item_id: str,
     verb: str,
 ) -> Json:
-    method = request.method
+    method, query, staged = request.method, request.query_params, plane.staged
+    base = public_base_url(request, plane.gateway.config.public_url)
     if not verb and method == "GET":
-        return await plane.get_dataset(principal, account_id, dataset_id, request.query_params)
+        return await staged.get_item(up, principal, account_id, item_id, query)
     if not verb and method == "DELETE":
-        return await plane.delete_dataset(principal, account_id, dataset_id)
-    if verb == "getUploadEndpoint" and method == "POST":
-        base = public_base_url(request, plane.gateway.config.public_url)
+        return await staged.delete_item(up, principal, account_id, item_id)
+    if not verb and method == "PATCH" and up is MODEL:
         body = await read_json(request)
-        return await plane.upload_endpoint(principal, account_id, dataset_id, body, base)
-    if verb == "validateUpload" and method == "POST":
-        return await plane.validate_upload(principal, account_id, dataset_id)
+        return await staged.update_model(principal, account_id, item_id, body, query)
+    if verb == "getUploadEndpoint" and method == "POST":
+        body = await read_json(request)
+        return await staged.upload_endpoint(up, principal, account_id, item_id, body, base)
+    if verb == "getDownloadEndpoint" and method == "GET":
+        return await staged.download_endpoint(up, principal, account_id, item_id, base)
+    # Fireworks validates a model upload with GET (query flags), a dataset's with POST.
+    if verb == "validateUpload" and up is MODEL and method in ("GET", "POST"):
+        return await staged.validate_model(principal, account_id, item_id, query)
+    if verb == "validateUpload" and up is DATASET and method == "POST":
+        return await staged.validate_dataset(principal, account_id, item_id)
+    if verb == "upload" and up is DATASET and method == "POST":
+        return await staged.upload_dataset_file(
+            principal, account_id, item_id, request.headers.get("content-type"), request.stream()
+        )
     raise _unknown(request)
 
 
@@ -202,10 +225,13 @@ async def upload(request: Request) -> Response:
         plane = control_of(request)
         params = request.path_params
         query = request.query_params
+        if params["collection"] not in UPLOADABLE:
+            raise ApiError(404, f"no uploads into {params['collection']}")
         try:
             signed = Signed(
                 account=params["account"],
-                dataset=params["dataset"],
+                collection=params["collection"],
+                item=params["item"],
                 filename=params["filename"],
                 size=int(query.get("size", "")),
                 expires=int(query.get("expires", "")),
@@ -216,8 +242,24 @@ async def upload(request: Request) -> Response:
         def chunks() -> AsyncIterator[bytes]:
             return request.stream()
 
-        answer: Any = await plane.receive_upload(signed, query.get("signature", ""), chunks)
+        answer: Any = await plane.staged.receive_upload(signed, query.get("signature", ""), chunks)
         return JSONResponse(answer)
+    except ApiError as error:
+        return error_response(error.status, error.message)
+
+
+async def download(request: Request) -> Response:
+    """A signed download URL: no API key, the signature opens exactly this file."""
+    try:
+        plane = control_of(request)
+        query = request.query_params
+        try:
+            expires = int(query.get("expires", ""))
+        except ValueError:
+            raise ApiError(403, "permission denied: not a signed download URL") from None
+        wanted = Download(request.path_params["account"], request.path_params["path"], expires)
+        path = await plane.staged.download(wanted, query.get("signature", ""))
+        return FileResponse(path, filename=path.name, media_type="application/octet-stream")
     except ApiError as error:
         return error_response(error.status, error.message)
 
@@ -232,8 +274,9 @@ routes = [
     Route("/v1/accounts/{account}/{collection}", endpoint(collection), methods=["GET", "POST"]),
     Route("/v1/accounts/{account}/{collection}/{item}", endpoint(item), methods=_ALL),
     Route(
-        "/uploads/v1/accounts/{account}/datasets/{dataset}/{filename}",
+        "/uploads/v1/accounts/{account}/{collection}/{item}/{filename}",
         upload,
         methods=["PUT", "POST"],
     ),
+    Route("/downloads/v1/accounts/{account}/{path:path}", download, methods=["GET"]),
 ]

@@ -5,6 +5,7 @@ Offline commands (no gateway needed): ``validate``, ``name``, ``crds``
 (``/v1/accounts/<account>/...``), one module per resource: ``create|get|list|update|
 delete`` of ``model``, ``deployment``, ``deployed-model`` (``load-lora`` / ``unload-lora``),
 ``dataset``, ``sftj``, ``user``, ``api-key``; ``scale deployment``; ``cancel|resume sftj``;
+``download model|dataset``;
 ``login`` and ``whoami`` for profiles. Both firectl grammars work: ``hearthctl create
 deployment ...`` and ``hearthctl deployment create ...``. See docs/hearthctl.md.
 """
@@ -20,6 +21,7 @@ from . import (
     datasets,
     deployed_models,
     deployments,
+    downloads,
     login,
     models,
     offline,
@@ -30,7 +32,16 @@ from .common import VERBS, Verbs, global_options
 
 __all__ = ["build_parser", "main"]
 
-_RESOURCES = (models, deployments, deployed_models, datasets, sft_jobs, users, api_keys)
+_RESOURCES = (
+    models,
+    deployments,
+    deployed_models,
+    datasets,
+    sft_jobs,
+    users,
+    api_keys,
+    downloads,
+)
 _LORA_VERBS = ("load-lora", "unload-lora")
 
 

@@ -38,7 +38,17 @@ EXIT_WAIT_TIMEOUT: Final = 5  # --wait: still not settled at --wait-timeout
 EXIT_INTERRUPTED: Final = 130
 
 #: The verbs of the verb-noun grammar (``hearthctl create deployment ...``).
-VERBS: Final = ("create", "get", "list", "update", "delete", "scale", "cancel", "resume")
+VERBS: Final = (
+    "create",
+    "get",
+    "list",
+    "update",
+    "delete",
+    "scale",
+    "cancel",
+    "resume",
+    "download",
+)
 
 
 def global_options(*, suppress: bool) -> argparse.ArgumentParser:

@@ -341,6 +341,48 @@ def delete_api_key(conn: Connection, user_id: str, key_id: str, account: str | N
     )
 
 
+# --- downloads ------------------------------------------------------------------------
+
+
+def download_endpoint(
+    conn: Connection, collection: str, item_id: str, account: str | None = None
+) -> Json:
+    """``:getDownloadEndpoint`` of a model or dataset: a signed URL per file name."""
+    base = _models(conn, account) if collection == "models" else _datasets(conn, account)
+    return conn.request("GET", f"{base}/{item_id}:getDownloadEndpoint")
+
+
+def download_file(url: str, path: Path) -> int:
+    """GET a signed download URL into ``path``: written beside it and renamed when
+    complete, so an interrupted download leaves no partial file under the name. The
+    number of bytes. A separate client without the API key, as for uploads."""
+    partial = path.with_name(f".{path.name}.partial")
+    size = 0
+    try:
+        with (
+            httpx.Client(timeout=UPLOAD_TIMEOUT) as http,
+            http.stream("GET", url) as response,
+        ):
+            if response.is_error:
+                response.read()
+                code, message = error_details(response)
+                raise ApiError(response.status_code, message, code=code, request=f"GET {path.name}")
+            with partial.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    size += len(chunk)
+    except httpx.TransportError as error:
+        partial.unlink(missing_ok=True)
+        raise ConnectionFailed(
+            f"GET {path.name}: cannot reach the download URL: {error}"
+        ) from error
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(path)
+    return size
+
+
 # --- uploads to signed URLs -----------------------------------------------------------
 
 
