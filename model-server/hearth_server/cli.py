@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from hearth_server.config import API_KEY_ENV, DEFAULT_MAX_REQUEST_BYTES, ServerSettings
-from hearth_server.models.loading import DTYPES
+from hearth_server.models.loading import DTYPES, PRECISIONS, plan_precision
 
 if TYPE_CHECKING:
     from hearth_server.engine.engine import Engine
@@ -103,7 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-waiting", type=_positive, default=256, help="queued requests before answering 503"
     )
-    serve.add_argument("--dtype", choices=DTYPES, default="auto")
+    serve.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="auto",
+        help="float dtype of the weights (auto: float32 on cpu, bfloat16 on cuda); "
+        "--precision wins, and the two may not disagree",
+    )
+    serve.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="serving precision: auto (as --dtype), fp32, fp16, bf16, or int8 (weight-only "
+        "int8 linears with per-channel scales, LoRA on top in float; cpu only)",
+    )
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     serve.add_argument("--host", default=os.environ.get("POD_IP", "0.0.0.0"))
     serve.add_argument("--port", type=int, default=8000)
@@ -156,6 +169,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         prefix_cache_tokens=args.prefix_cache_tokens,
         max_waiting=args.max_waiting,
         dtype=args.dtype,
+        precision=args.precision,
         device=args.device,
         host=args.host,
         port=args.port,
@@ -164,6 +178,17 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         adapter_roots=list(args.adapter_roots),
         engine_failure_exit_delay=args.engine_failure_exit_delay,
     )
+
+
+def precision_problem(settings: ServerSettings) -> str | None:
+    """Why ``--precision``/``--dtype`` cannot be honoured on the device; None if they can."""
+    from hearth_server.server import resolve_device
+
+    try:
+        plan_precision(settings.precision, settings.dtype, resolve_device(settings.device))
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def serve(settings: ServerSettings, log_level: str = "info", engine: Engine | None = None) -> int:
@@ -203,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     settings = settings_from_args(args)
+    problem = precision_problem(settings)
+    if problem:
+        build_parser().error(problem)  # exits 2 with the reason, before any loading
     logging.getLogger("hearth_server").info(
         "hearth-server serving %s as %r on %s:%d (API key %s)",
         settings.model,

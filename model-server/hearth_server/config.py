@@ -31,6 +31,8 @@ class ServerSettings:
     prefix_cache_tokens: int = 8192
     max_waiting: int = 256
     dtype: str = "auto"
+    # auto (as dtype), fp32, fp16, bf16 or int8 (CPU only); see models/loading.py
+    precision: str = "auto"
     device: str = "auto"  # "auto": cuda when available, else cpu
     host: str = field(default_factory=lambda: os.environ.get("POD_IP", "0.0.0.0"))
     port: int = 8000

@@ -53,7 +53,9 @@ def load_engine(settings: ServerSettings) -> tuple[Engine, str]:
         resolved.seconds,
     )
     device = resolve_device(settings.device)
-    model, tokenizer, seconds = load_model(resolved.path, settings.dtype, device)
+    model, tokenizer, seconds = load_model(
+        resolved.path, settings.dtype, device, settings.precision
+    )
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
         "loaded %s: %.1fM parameters, dtype %s, device %s, in %.1fs",

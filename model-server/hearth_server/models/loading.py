@@ -1,15 +1,56 @@
-"""Load a resolved Hugging Face directory into a model and tokenizer."""
+"""Load a resolved Hugging Face directory into a model and tokenizer, at a precision."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+_PRECISION_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """How to load: the float dtype of the model, and whether its linears go to int8."""
+
+    dtype: str
+    int8: bool = False
+
+
+def plan_precision(precision: str, dtype: str = "auto", device: str = "cpu") -> LoadPlan:
+    """``--precision`` and ``--dtype`` -> a LoadPlan; ValueError naming the flag when the
+    combination cannot be honoured.
+
+    ``--precision`` wins; ``--dtype`` alone keeps working (``--precision auto``). Both
+    given and disagreeing is refused rather than one silently ignored.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if precision == "auto":
+        return LoadPlan(dtype)
+    if precision == "int8":
+        if device != "cpu":
+            raise ValueError(
+                f"--precision int8 is served on CPU only (weight-only int8 kernels), not on "
+                f"{device}; use --precision bf16 or fp16 there"
+            )
+        if dtype not in ("auto", "float32"):
+            raise ValueError(
+                f"--precision int8 computes in float32; --dtype {dtype} disagrees (drop it)"
+            )
+        return LoadPlan("float32", int8=True)
+    wanted = _PRECISION_DTYPE[precision]
+    if dtype not in ("auto", wanted):
+        raise ValueError(f"--precision {precision} and --dtype {dtype} disagree; give one of them")
+    return LoadPlan(wanted)
 
 
 def torch_dtype(name: str, device: str = "cpu") -> Any:
@@ -23,16 +64,23 @@ def torch_dtype(name: str, device: str = "cpu") -> Any:
     return getattr(torch, name)
 
 
-def load_model(path: Path, dtype: str = "auto", device: str = "cpu") -> tuple[Any, Any, float]:
+def load_model(
+    path: Path, dtype: str = "auto", device: str = "cpu", precision: str = "auto"
+) -> tuple[Any, Any, float]:
     """Return (model, tokenizer, seconds) for a directory in Hugging Face layout."""
     import transformers
 
+    plan = plan_precision(precision, dtype, device)
     hf: Any = transformers  # untyped entry points
     start = time.monotonic()
     model = hf.AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=torch_dtype(dtype, device), low_cpu_mem_usage=True
+        str(path), dtype=torch_dtype(plan.dtype, device), low_cpu_mem_usage=True
     )
     model.to(device)
     model.eval()
+    if plan.int8:
+        from hearth_server.models.quantize import quantize_linears
+
+        log.info("quantised %d linear layers to int8 (weight-only)", quantize_linears(model))
     tokenizer = hf.AutoTokenizer.from_pretrained(str(path))
     return model, tokenizer, time.monotonic() - start
