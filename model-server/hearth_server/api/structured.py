@@ -47,9 +47,15 @@ def structured_from_openai(
         if schema is None:
             return _checked(StructuredSpec("json_object"), field, field)
         return _schema_spec(schema, None, field, f"{field}.schema")
+    return _json_schema(response_format, field)
+
+
+def _json_schema(response_format: Mapping[str, Any], field: str) -> StructuredSpec:
+    """``{"type": "json_schema", "json_schema": {...}}``, or Fireworks' flat form with
+    ``schema`` (and ``strict``) beside ``type``."""
     body = response_format.get("json_schema")
     where = f"{field}.json_schema"
-    if body is None and "schema" in response_format:  # Fireworks' flat form
+    if body is None and "schema" in response_format:
         body, where = response_format, field
     if not isinstance(body, Mapping):
         raise ParamError(field, f"{where} must be an object with a 'schema'")
