@@ -117,10 +117,6 @@ class PrefixCache(Generic[T]):
                 freed += 1
         return freed
 
-    def clear(self) -> None:
-        self._roots.clear()
-        self._lru.clear()
-
     # -- internals ---------------------------------------------------------------------------
     def _block(self, tokens: Sequence[int], index: int) -> tuple[int, ...]:
         size = self.block_size
