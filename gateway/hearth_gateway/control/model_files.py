@@ -2,10 +2,11 @@
 
 A PEFT addon needs ``adapter_config.json`` (a LoRA, its rank the one the Model declares)
 and ``adapter_model.safetensors`` whose ``lora_A``/``lora_B`` shapes agree with that rank
-and, when the base model's ``config.json`` is readable here, with the base model's
-dimensions. A base model needs a ``config.json`` and safetensors weights (and a tokenizer
-unless ``configOnly``). Pickled weights (``*.bin``, ``*.pt``) are refused: loading them
-runs code. Problems are a 400 (a file is wrong) or 412 (a file is missing) naming the file.
+and, when the base model's ``config.json`` is readable here, with the sizes of the base's
+projection each one adapts (``q_proj`` ... ``down_proj``). A base model needs a
+``config.json`` and safetensors weights (and a tokenizer unless ``configOnly``). Pickled
+weights (``*.bin``, ``*.pt``) are refused: loading them runs code. Problems are a 400 (a
+file is wrong) or 412 (a file is missing) naming the file.
 """
 
 from __future__ import annotations
@@ -90,18 +91,37 @@ def refuse_pickles(files: Iterable[str]) -> None:
         )
 
 
-def base_dimensions(config: Mapping[str, Any]) -> set[int]:
-    """The input/output sizes a LoRA on this base's projections can have."""
+def projection_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """(input, output) size of each of a Llama-style base's projections; empty when the
+    config does not say."""
     hidden = config.get("hidden_size")
     heads = config.get("num_attention_heads")
     if not isinstance(hidden, int) or not isinstance(heads, int) or heads <= 0:
-        return set()
+        return {}
     head_dim = config.get("head_dim") or hidden // heads
-    kv_heads = config.get("num_key_value_heads") or heads
-    dims = {hidden, heads * head_dim, kv_heads * head_dim}
-    if isinstance(config.get("intermediate_size"), int):
-        dims.add(config["intermediate_size"])
-    return dims
+    query, key_value = heads * head_dim, (config.get("num_key_value_heads") or heads) * head_dim
+    shapes = {
+        "q_proj": (hidden, query),
+        "k_proj": (hidden, key_value),
+        "v_proj": (hidden, key_value),
+        "o_proj": (query, hidden),
+    }
+    inter = config.get("intermediate_size")
+    if isinstance(inter, int):
+        shapes |= {"gate_proj": (hidden, inter), "up_proj": (hidden, inter)}
+        shapes["down_proj"] = (inter, hidden)
+    return shapes
+
+
+def _expected(name: str, shapes: Mapping[str, tuple[int, int]], rank: int) -> list[int] | None:
+    """The shape the base allows for LoRA tensor ``name``; None for a module it does not
+    name (only the rank is checked then)."""
+    is_a = ".lora_A." in name
+    module = name.split(".lora_A." if is_a else ".lora_B.")[0].rsplit(".", 1)[-1]
+    if module not in shapes:
+        return None
+    size_in, size_out = shapes[module]
+    return [rank, size_in] if is_a else [size_out, rank]
 
 
 def check_adapter(
@@ -129,22 +149,23 @@ def check_adapter(
     }
     if not lora:
         raise invalid(f"model files: {ADAPTER_WEIGHTS} holds no lora_A/lora_B tensors")
-    dims = base_dimensions(base_config or {})
+    shapes = projection_shapes(base_config or {})
     for name, info in sorted(lora.items()):
         shape = info["shape"]
         if len(shape) != 2:
             raise invalid(f"model files: {ADAPTER_WEIGHTS}: {name} is not a matrix ({shape})")
-        inner, outer = (shape[0], shape[1]) if ".lora_A." in name else (shape[1], shape[0])
+        inner = shape[0] if ".lora_A." in name else shape[1]
         if inner != rank:
             raise invalid(
                 f"model files: {ADAPTER_WEIGHTS}: {name} has shape {shape}, not rank {rank}"
             )
-        if dims and outer not in dims:
+        expected = _expected(name, shapes, rank)
+        if expected is not None and shape != expected:
             raise invalid(
                 f"model files: {ADAPTER_WEIGHTS}: {name} has shape {shape}, which does not fit "
-                f"the base model (its projection sizes are {sorted(dims)})"
+                f"the base model (expected {expected})"
             )
-    if dims:
+    if shapes:
         return []
     return ["the base model's config.json is not readable here; sizes were not checked"]
 
