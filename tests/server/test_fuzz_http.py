@@ -93,6 +93,12 @@ SAMPLING: dict[str, st.SearchStrategy[Any]] = {
     "seed": st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.sampled_from([2**63, 2**64, -(2**63) - 1, 2**63 - 1]),
     "n": st.integers(min_value=1, max_value=3),
+    "logit_bias": st.dictionaries(
+        token_ids.map(str),
+        st.floats(min_value=-100, max_value=100) | st.sampled_from([-101, 1e9]),
+        max_size=3,
+    ),
+    "typical_p": unit | st.sampled_from([1e-9, 1.5]),
     "stop": texts | st.lists(texts, max_size=3),
     "stop_token_ids": st.lists(token_ids, max_size=3),
     "ignore_eos": st.booleans(),
@@ -103,7 +109,7 @@ SAMPLING: dict[str, st.SearchStrategy[Any]] = {
     "context_length_exceeded_behavior": st.sampled_from(["truncate", "error"]),
 }
 # Fields that are refused whenever set (unsupported features): only ever mutated in.
-REFUSED = ["logit_bias", "tools", "response_format", "suffix", "stream_options", "tool_choice"]
+REFUSED = ["tools", "response_format", "suffix", "stream_options", "tool_choice"]
 max_tokens = st.integers(min_value=1, max_value=24) | st.sampled_from([10**4, 2**63])
 
 text_part = st.fixed_dictionaries({"type": st.just("text"), "text": texts})

@@ -228,6 +228,7 @@ class Choice:
     finish_reason: str
     matched_stop: str | int | None
     completion_tokens: int
+    prompt_logprobs: list[TokenLogprob | None] | None = None  # when the request asked
 
 
 async def collect_choices(gen: Generation, raw: Request | None) -> list[Choice] | ErrorResponse:
@@ -247,6 +248,9 @@ async def collect_choices(gen: Generation, raw: Request | None) -> list[Choice] 
                 finish_reason=finish_reason(last) or "abort",
                 matched_stop=last.matched_stop,
                 completion_tokens=last.completion_tokens,
+                prompt_logprobs=next(
+                    (s.prompt_logprobs for s in steps if s.prompt_logprobs is not None), None
+                ),
             )
         )
     return choices
@@ -263,6 +267,7 @@ class Delta:
     matched_stop: str | int | None = None
     completion_tokens: int = 0  # this sequence's so far
     total_completion_tokens: int = 0  # every sequence's so far
+    prompt_logprobs: list[TokenLogprob | None] | None = None  # with the first token
 
 
 async def stream_deltas(gen: Generation) -> AsyncIterator[Delta | ErrorResponse]:
@@ -285,4 +290,5 @@ async def stream_deltas(gen: Generation) -> AsyncIterator[Delta | ErrorResponse]
             matched_stop=out.matched_stop,
             completion_tokens=completion[index],
             total_completion_tokens=sum(completion),
+            prompt_logprobs=out.prompt_logprobs,
         )

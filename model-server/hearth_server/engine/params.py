@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from hearth_server.engine.structured import StructuredSpec
+if TYPE_CHECKING:  # the spec's module loads torch; params stays importable without it
+    from hearth_server.engine.structured import StructuredSpec
 
 # Seeds are signed 64-bit integers, as in vLLM and torch.Generator.manual_seed.
 SEED_MIN = -(2**63)
@@ -51,6 +53,10 @@ class SamplingParams:
     logprobs: int | None = None  # number of top alternatives; None = no logprobs
     skip_special_tokens: bool = True
     structured: StructuredSpec | None = None  # constrained decoding; None = free text
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
+    typical_p: float = 1.0  # locally typical sampling (Fireworks extra); 1.0: off
+    # Logprobs of the prompt's tokens with this many top alternatives; None = none.
+    prompt_logprobs: int | None = None
 
     @property
     def greedy(self) -> bool:
@@ -74,6 +80,17 @@ class SamplingParams:
             (0.0 < self.repetition_penalty <= 2.0, "repetition_penalty", "must be in (0, 2]"),
             (-2.0 <= self.presence_penalty <= 2.0, "presence_penalty", "must be in [-2, 2]"),
             (-2.0 <= self.frequency_penalty <= 2.0, "frequency_penalty", "must be in [-2, 2]"),
+            (0.0 < self.typical_p <= 1.0, "typical_p", "must be in (0, 1]"),
+            (
+                self.prompt_logprobs is None or 0 <= self.prompt_logprobs <= 20,
+                "logprobs",
+                "must be between 0 and 20",
+            ),
+            (
+                all(-100.0 <= b <= 100.0 for b in self.logit_bias.values()),
+                "logit_bias",
+                "values must be between -100 and 100",
+            ),
             (self.min_tokens >= 0, "min_tokens", "must be non-negative"),
             (
                 self.logprobs is None or 0 <= self.logprobs <= 20,
@@ -95,6 +112,13 @@ class SamplingParams:
 
     def check_token_ids(self, vocab_size: int) -> None:
         """Token ids the sampler indexes with must lie inside the model's vocabulary."""
+        outside = [t for t in self.logit_bias if not 0 <= t < vocab_size]
+        if outside:
+            raise ParamError(
+                "logit_bias",
+                f"logit_bias token id {outside[0]} is outside the vocabulary "
+                f"(0 to {vocab_size - 1})",
+            )
         bad = [t for t in self.stop_token_ids if not 0 <= t < vocab_size]
         if bad:
             raise ParamError(
@@ -111,6 +135,7 @@ class SamplingParams:
             "repetition_penalty",
             "presence_penalty",
             "frequency_penalty",
+            "typical_p",
         )
         for name in ints:
             if not _is_int(getattr(self, name)):
@@ -122,6 +147,11 @@ class SamplingParams:
         for name, value in optional_ints:
             if value is not None and not _is_int(value):
                 raise ParamError(name, f"{name} must be an integer")
+        bias = self.logit_bias
+        if not isinstance(bias, dict) or not all(
+            _is_int(t) and _is_number(b) for t, b in bias.items()
+        ):
+            raise ParamError("logit_bias", "logit_bias must map token ids to finite numbers")
         if not isinstance(self.stop, list) or not all(isinstance(s, str) for s in self.stop):
             raise ParamError("stop", "stop must be a list of strings")
         if not isinstance(self.stop_token_ids, list) or not all(
@@ -150,4 +180,7 @@ class StepOutput:
     completion_tokens: int = 0
     error: str | None = None
     matched_stop: str | int | None = None  # the stop string or token id that ended it
+    # With the first token of a request that asked: one entry per prompt token (the
+    # first is None: nothing scores it).
+    prompt_logprobs: list[TokenLogprob | None] | None = None
     cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache

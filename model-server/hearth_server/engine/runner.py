@@ -38,6 +38,10 @@ class Chunk:
     start: int
     lora_slot: int  # -1: base model
     want_logits: bool = True
+    # Prompt logprobs: ask for the logits of every position of this chunk; the step
+    # leaves them (m, V) float32 on the CPU in ``position_logits``.
+    prompt_logits: bool = False
+    position_logits: torch.Tensor | None = None
 
 
 class ModelRunner:
@@ -242,6 +246,9 @@ class ModelRunner:
         rows = list(range(n_dec))
         off = n_dec
         for c in prefill:
+            if c.prompt_logits:
+                every = self.norm(h[off : off + len(c.tokens)])
+                c.position_logits = self.lm_head(every).float().cpu()
             off += len(c.tokens)
             if c.want_logits:
                 rows.append(off - 1)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from hearth_server.engine.params import SamplingParams, TokenLogprob
+from hearth_server.engine.structured import Constraint, GrammarError
 
 
 @dataclass
@@ -22,6 +23,7 @@ class RowState:
     output_ids: list[int]
     generator: torch.Generator | None
     banned: list[int]  # token ids masked out this step (e.g. EOS before min_tokens)
+    constraint: Constraint | None = None  # structured output: the grammar's allowed tokens
 
 
 @dataclass
@@ -81,10 +83,22 @@ def _sample_row(logits: torch.Tensor, row: RowState) -> int:
     vocab = logits.shape[-1]
     # Out-of-vocabulary ids are refused at submit; ignore any that get here anyway.
     banned = [t for t in row.banned if 0 <= t < vocab]
-    needs_copy = banned or p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty
-    if needs_copy:
+    needs_copy = (
+        banned
+        or p.logit_bias
+        or p.repetition_penalty != 1.0
+        or p.presence_penalty
+        or p.frequency_penalty
+    )
+    if row.constraint is not None:
+        # The grammar goes first: penalties, temperature and top-k/p only ever choose
+        # among tokens that keep the output valid.
+        logits = _constrain(logits, row.constraint)
+    elif needs_copy:
         logits = logits.clone()
+    if needs_copy:
         _apply_penalties(logits, row)
+        _apply_bias(logits, p.logit_bias)
         if banned:
             logits[banned] = -float("inf")
     best = float(logits.max())
@@ -103,17 +117,50 @@ def _sample_row(logits: torch.Tensor, row: RowState) -> int:
     probs = torch.softmax(logits, dim=-1)
     if p.min_p > 0:
         probs = probs.masked_fill(probs < p.min_p * probs.max(), 0.0)
+    if p.typical_p < 1.0:
+        probs = _typical(probs, p.typical_p)
     if p.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
         cum = torch.cumsum(sorted_probs, dim=-1)
         # Keep the smallest prefix whose mass reaches top_p (always at least one token).
         drop = (cum - sorted_probs) >= p.top_p
+        drop[0] = False  # a top_p below float32's range would compare as 0 and drop all
         sorted_probs = sorted_probs.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
     total = float(probs.sum())
     if not total > 0.0 or not torch.isfinite(probs).all():
         raise RowError(NON_FINITE)
     return int(torch.multinomial(probs, 1, generator=row.generator))
+
+
+def _constrain(logits: torch.Tensor, constraint: Constraint) -> torch.Tensor:
+    """A copy of ``logits`` with every token the grammar refuses next set to -inf."""
+    try:
+        return constraint.mask(logits)
+    except GrammarError as exc:  # a grammar too complex to follow here, or a dead end
+        raise RowError(str(exc)) from None
+
+
+def _apply_bias(logits: torch.Tensor, bias: dict[int, float]) -> None:
+    """OpenAI's logit_bias: add each value to its token's logit (ids are checked at
+    submit; -100 all but bans a token, +100 all but forces it)."""
+    if bias:
+        ids = torch.tensor(list(bias), dtype=torch.long)
+        logits[ids] += torch.tensor(list(bias.values()), dtype=logits.dtype)
+
+
+def _typical(probs: torch.Tensor, mass: float) -> torch.Tensor:
+    """Locally typical sampling: keep the tokens whose surprise is closest to the
+    distribution's entropy, the fewest whose probability reaches ``mass``."""
+    logp = torch.log(probs.clamp_min(1e-30))
+    entropy = -(probs * logp).sum()
+    order = torch.argsort((-logp - entropy).abs())
+    sorted_probs = probs[order]
+    cum = torch.cumsum(sorted_probs, dim=-1)
+    drop = (cum - sorted_probs) >= mass
+    drop[0] = False  # always keep one (a mass below float32's range compares as 0)
+    kept = sorted_probs.masked_fill(drop, 0.0)
+    return torch.zeros_like(probs).scatter_(0, order, kept)
 
 
 def _apply_penalties(logits: torch.Tensor, row: RowState) -> None:

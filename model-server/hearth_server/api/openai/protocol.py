@@ -56,11 +56,51 @@ class UsageInfo(BaseModel):
     prompt_tokens_details: PromptTokensDetails = PromptTokensDetails()
 
 
+# Fireworks extras this server does not implement: refused with a 400 naming the field
+# rather than ignored, unless they carry their neutral value (null, false, best_of 1).
+REFUSED_EXTRAS: dict[str, str] = {
+    "mirostat_target": "mirostat sampling is not supported by this server",
+    "mirostat_lr": "mirostat sampling is not supported by this server",
+    "best_of": "best_of is not supported by this server; use n",
+    "raw_output": "raw_output is not supported by this server",
+    "return_token_ids": "return_token_ids is not supported by this server",
+    "speculation": "speculative decoding hints are not supported by this server",
+    "prediction": "predicted outputs are not supported by this server",
+    "perf_metrics_in_response": "perf_metrics_in_response is not supported by this server",
+    "prompt_truncate_len": "prompt_truncate_len is not supported by this server",
+    "prompt_cache_max_len": "prompt_cache_max_len is not supported by this server",
+    "safe_tokenization": "safe_tokenization is not supported by this server",
+}
+
+
+def _neutral(name: str, value: Any) -> bool:
+    return value is None or value is False or (name == "best_of" and value == 1)
+
+
+def _token_bias(value: Any) -> Any:
+    """``logit_bias``: an object of token id (a decimal string, as JSON keys are) ->
+    bias; the ids become integers. Ranges and the vocabulary are checked later."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise PydanticCustomError("logit_bias_type", "must be an object of token id -> bias")
+    out: dict[int, Any] = {}
+    for key, bias in value.items():
+        try:
+            token = int(key)
+        except (TypeError, ValueError):
+            raise PydanticCustomError(
+                "logit_bias_key", "keys must be token ids (integers), got {key}", {"key": key}
+            ) from None
+        out[token] = bias
+    return out
+
+
 class SamplingFields(OpenAIBaseModel):
     """Sampling fields common to chat and completions (OpenAI plus vLLM/Fireworks extras)."""
 
     model: Text | None = None
-    n: int = Field(1, ge=1, le=16)
+    n: int = Field(1, ge=1, le=128)  # Fireworks' limit
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
@@ -76,7 +116,11 @@ class SamplingFields(OpenAIBaseModel):
     skip_special_tokens: bool = True
     stream: bool = False
     stream_options: StreamOptions | None = None
-    logit_bias: dict[str, float] | None = None
+    logit_bias: Annotated[
+        dict[int, Annotated[float, Field(ge=-100, le=100)]] | None,
+        BeforeValidator(_token_bias),
+    ] = None
+    typical_p: float | None = None
     user: Text | None = None
     context_length_exceeded_behavior: Literal["truncate", "error"] = "truncate"
 
@@ -96,8 +140,9 @@ class SamplingFields(OpenAIBaseModel):
 
     def unsupported(self) -> tuple[str, str] | None:
         """(param, message) for a feature this server does not implement."""
-        if self.logit_bias:
-            return "logit_bias", "logit_bias is not supported by this server"
+        for name, value in (self.model_extra or {}).items():
+            if name in REFUSED_EXTRAS and not _neutral(name, value):
+                return name, REFUSED_EXTRAS[name]
         if self.stream_options is not None and not self.stream:
             return "stream_options", "stream_options is only allowed when stream is true"
         return None
@@ -120,6 +165,8 @@ class SamplingFields(OpenAIBaseModel):
             min_tokens=self.min_tokens,
             logprobs=logprobs,
             skip_special_tokens=self.skip_special_tokens,
+            logit_bias=dict(self.logit_bias or {}),
+            typical_p=1.0 if self.typical_p is None else self.typical_p,
         )
 
     def seeded(self, params: SamplingParams, index: int) -> SamplingParams:

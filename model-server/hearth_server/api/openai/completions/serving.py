@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import Request
@@ -23,16 +24,28 @@ from hearth_server.api.generation import (
 from hearth_server.api.openai.completions.protocol import CompletionRequest
 from hearth_server.api.openai.protocol import openai_sse, usage
 from hearth_server.api.state import ServerState
-from hearth_server.engine.params import SamplingParams, TokenLogprob
+from hearth_server.api.structured import structured_from_openai, warm_grammar
+from hearth_server.engine.params import ParamError, SamplingParams, TokenLogprob
 
 
-def completion_logprobs(tokenizer: Any, lps: list[TokenLogprob], offset: int) -> dict[str, Any]:
-    tokens, values, tops, offsets = [], [], [], []
-    for lp in lps:
-        text = tokenizer.decode([lp.token_id])
+def completion_logprobs(
+    tokenizer: Any,
+    lps: list[TokenLogprob],
+    offset: int,
+    prompt: list[tuple[int, TokenLogprob | None]] | None = None,
+) -> dict[str, Any]:
+    """OpenAI's completions logprobs. ``prompt``: echoed prompt tokens first, each with
+    its logprob (None for the very first token of the prompt, which nothing scores)."""
+    tokens: list[str] = []
+    values: list[float | None] = []
+    tops: list[dict[str, float] | None] = []
+    offsets: list[int] = []
+    items = [*(prompt or []), *((lp.token_id, lp) for lp in lps)]
+    for token_id, lp in items:
+        text = tokenizer.decode([token_id])
         tokens.append(text)
-        values.append(lp.logprob)
-        tops.append({tokenizer.decode([t]): v for t, v in lp.top})
+        values.append(None if lp is None else lp.logprob)
+        tops.append(None if lp is None else {tokenizer.decode([t]): v for t, v in lp.top})
         offsets.append(offset)
         offset += len(text)
     return {
@@ -62,6 +75,10 @@ async def create_completion(
     problem = req.completion_unsupported()
     if problem is not None:
         return bad_request(problem[1], problem[0])
+    try:
+        structured = structured_from_openai(req.response_format)
+    except ParamError as exc:
+        return bad_request(str(exc), exc.param)
     target = resolve_target(state, req.model)
     if isinstance(target, ErrorResponse):
         return target
@@ -80,12 +97,15 @@ async def create_completion(
         )
         if isinstance(budget, ErrorResponse):
             return budget
-        params = req.to_sampling_params(budget, req.logprobs)
+        params = replace(req.to_sampling_params(budget, req.logprobs), structured=structured)
+        if req.echoes and req.logprobs is not None:
+            params.prompt_logprobs = req.logprobs  # the echoed tokens carry logprobs too
         err = check_params(state, params)
         if err is not None:
             return err
         items.extend((ids, req.seeded(params, i)) for i in range(req.n))
     assert state.engine is not None
+    await warm_grammar(state, structured)
     gen = Generation(state.engine, items, target)
     err = gen.start()
     if err is not None:
@@ -96,9 +116,10 @@ async def create_completion(
         "model": req.model or state.settings.model_name,
     }
     prompt_tokens = sum(len(ids) for ids in prompts)
-    echoes = [state.tokenizer.decode(ids) if req.echo else "" for ids, _ in items]
+    echoed = [req.echoed(ids) for ids, _ in items]
+    echoes = [state.tokenizer.decode(ids) if ids else "" for ids in echoed]
     if req.stream:
-        return _stream(state, req, gen, meta, prompt_tokens, echoes)
+        return _stream(state, req, gen, meta, prompt_tokens, echoed, echoes)
     choices = await collect_choices(gen, raw)
     if isinstance(choices, ErrorResponse):
         return choices
@@ -109,7 +130,9 @@ async def create_completion(
             {
                 "index": c.index,
                 "text": echoes[c.index] + c.text,
-                "logprobs": completion_logprobs(state.tokenizer, c.logprobs, 0)
+                "logprobs": completion_logprobs(
+                    state.tokenizer, c.logprobs, 0, _echo_scores(echoed[c.index], c.prompt_logprobs)
+                )
                 if req.logprobs is not None
                 else None,
                 "finish_reason": c.finish_reason,
@@ -122,28 +145,44 @@ async def create_completion(
     }
 
 
+def _echo_scores(
+    echoed: list[int], scores: list[TokenLogprob | None] | None
+) -> list[tuple[int, TokenLogprob | None]] | None:
+    """The echoed prompt tokens with their logprobs (the prompt's last ones)."""
+    if not echoed or scores is None:
+        return None
+    return list(zip(echoed, scores[len(scores) - len(echoed) :], strict=True))
+
+
 def _stream(
     state: ServerState,
     req: CompletionRequest,
     gen: Generation,
     meta: dict[str, Any],
     prompt_tokens: int,
+    echoed: list[list[int]],
     echoes: list[str],
 ) -> AsyncIterator[str]:
     offsets = [0] * len(echoes)
+    # With logprobs the echo waits for the first token, which brings the prompt's scores.
+    late_echo = req.logprobs is not None
 
     def choice(d: Delta) -> dict[str, Any]:
         lps = None
+        text = d.text
+        if late_echo and d.prompt_logprobs is not None:
+            text = echoes[d.index] + text
         if req.logprobs is not None:
-            lps = completion_logprobs(state.tokenizer, d.logprobs, offsets[d.index])
-        offsets[d.index] += len(d.text)
-        return {"index": d.index, "text": d.text, "logprobs": lps, "finish_reason": d.finish_reason}
+            prompt = _echo_scores(echoed[d.index], d.prompt_logprobs)
+            lps = completion_logprobs(state.tokenizer, d.logprobs, offsets[d.index], prompt)
+        offsets[d.index] += len(text)
+        return {"index": d.index, "text": text, "logprobs": lps, "finish_reason": d.finish_reason}
 
     # With echo, each choice opens with its prompt.
     first = [
         {"index": i, "text": text, "logprobs": None, "finish_reason": None}
         for i, text in enumerate(echoes)
-        if text
+        if text and not late_echo
     ]
     base = {**meta, "object": "text_completion"}
     return openai_sse(
