@@ -6,7 +6,10 @@ Peers (all greedy, fixed prompt, 64 forced output tokens, same threads):
   * naive: sequential transformers ``generate`` (and with PEFT adapter switching);
   * ceiling: the raw batched forward pass of the same model (bs = concurrency);
   * llama.cpp: llama-cpp-python on the same GGUF, requests one after another (if it imports);
-  * hearth-server: started as a subprocess, driven by an asyncio httpx client.
+  * hearth-server: started as a subprocess, driven by an asyncio httpx client, once at
+    the default precision (fp32 on CPU) and once with ``--precision int8``.
+Quality of int8 next to its speed: greedy agreement with fp32 (20 prompts x 32 tokens)
+and perplexity on a fixed text, both in-process.
 Prints a table of ratios and writes JSON to bench/results/. Not a test.
 """
 
@@ -173,6 +176,91 @@ def llama_cpp_sequential(tok: Any, ids: list[int], n: int) -> float | None:
     return n * OUT_TOKENS / (time.perf_counter() - start)
 
 
+# -- int8 quality ------------------------------------------------------------------------
+QUALITY_PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about autumn leaves.",
+    "Explain photosynthesis in one sentence.",
+    "List three uses of a paperclip.",
+    "How do I reverse a list in Python?",
+    "Why is the sky blue?",
+    "Give me a name for a friendly robot.",
+    "What is 12 times 7?",
+    "Describe the smell of rain.",
+    "Summarise the plot of Romeo and Juliet.",
+    "What should I pack for a weekend hike?",
+    "Translate 'good morning' into Spanish.",
+    "Write a short toast for a wedding.",
+    "What is a prime number?",
+    "Suggest a healthy breakfast.",
+    "How does a bicycle stay upright?",
+    "Tell me a fun fact about octopuses.",
+    "What is the difference between weather and climate?",
+    "Write the opening line of a mystery novel.",
+    "How many continents are there?",
+]
+QUALITY_TOKENS = 32
+PERPLEXITY_TEXT = (
+    "The old lighthouse stood at the edge of the cliff, its white paint peeling in long "
+    "strips after a hundred winters of salt and wind. Every evening the keeper climbed the "
+    "spiral stairs, one hundred and twelve of them, to light the lamp that warned ships "
+    "away from the rocks below. The town had grown used to the slow sweep of the beam "
+    "across their windows, and children fell asleep counting the seconds between flashes. "
+    "When the harbour authority announced that an automatic light would replace him, the "
+    "keeper said nothing at first. He polished the brass, wound the clock and wrote the "
+    "weather in his log as he had always done. On his last night he left the door open, "
+    "and half the town climbed the stairs to watch the sun go down over the water."
+)
+
+
+def _greedy(model: Any, ids: list[int], n: int) -> list[int]:
+    x = torch.tensor([ids])
+    out = model.generate(
+        x,
+        attention_mask=torch.ones_like(x),
+        max_new_tokens=n,
+        min_new_tokens=n,
+        do_sample=False,
+        pad_token_id=0,
+    )
+    return list(out[0, len(ids) :].tolist())
+
+
+def _perplexity(model: Any, ids: list[int]) -> float:
+    x = torch.tensor([ids])
+    return float(torch.exp(model(input_ids=x, labels=x).loss))
+
+
+@torch.inference_mode()
+def int8_quality(path: Path, tok: Any, reference: Any) -> dict[str, float]:
+    """Greedy agreement of the int8 model with fp32 (fraction of identical tokens,
+    position by position, and of tokens before the first difference) and the
+    perplexity of both on a fixed text."""
+    from hearth_server.models.loading import load_model
+
+    quantised, _, _ = load_model(path, precision="int8")
+    same = before_first_difference = 0
+    for prompt in QUALITY_PROMPTS:
+        ids = list(
+            tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True
+            )
+        )
+        want, got = _greedy(reference, ids, QUALITY_TOKENS), _greedy(quantised, ids, QUALITY_TOKENS)
+        matches = [a == b for a, b in zip(want, got, strict=True)]
+        same += sum(matches)
+        before_first_difference += matches.index(False) if False in matches else len(matches)
+    total = len(QUALITY_PROMPTS) * QUALITY_TOKENS
+    text_ids = list(tok(PERPLEXITY_TEXT)["input_ids"])
+    return {
+        "greedy_agreement": same / total,
+        "agreement_before_first_difference": before_first_difference / total,
+        "perplexity_fp32": _perplexity(reference, text_ids),
+        "perplexity_int8": _perplexity(quantised, text_ids),
+        "perplexity_tokens": len(text_ids),
+    }
+
+
 # -- hearth-server ----------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -262,7 +350,7 @@ async def load_run(url: str, models: list[str]) -> dict[str, float]:
 class Server:
     """hearth-server in a subprocess, idle (no CPU use) between load runs."""
 
-    def __init__(self, adapters: list[Path], concurrency: int) -> None:
+    def __init__(self, adapters: list[Path], concurrency: int, extra: list[str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = start_server(
@@ -274,6 +362,7 @@ class Server:
                 str(len(adapters)),
                 "--max-cpu-loras",
                 str(len(adapters)),
+                *extra,
             ],
         )
         self.load_times = []
@@ -305,31 +394,44 @@ def interleaved(
 ) -> dict[str, Any]:
     """Alternate peers and server runs (A/B/A/B) so background load hits both alike;
     every ratio is computed within one repetition, and the median ratio reported."""
-    server = Server(adapters, concurrency)
-    plans = {
-        "base_x16": ["base"] * concurrency,
-        "one_adapter_x16": ["a0"] * concurrency,
-        "eight_adapters_x16": [f"a{i % len(adapters)}" for i in range(concurrency)],
+    fp32 = Server(adapters, concurrency, [])
+    int8 = Server(adapters, concurrency, ["--precision", "int8"])
+    plans: dict[str, tuple[Server, list[str]]] = {
+        "base_x16": (fp32, ["base"] * concurrency),
+        "one_adapter_x16": (fp32, ["a0"] * concurrency),
+        "eight_adapters_x16": (fp32, [f"a{i % len(adapters)}" for i in range(concurrency)]),
+        "int8_x16": (int8, ["base"] * concurrency),
+        "int8_eight_adapters_x16": (
+            int8,
+            [f"a{i % len(adapters)}" for i in range(concurrency)],
+        ),
     }
+    singles = {"single": fp32, "int8_single": int8}
     runs: dict[str, list[Any]] = {
-        k: [] for k in ["raw_batched", "naive_generate", "single", *plans]
+        k: [] for k in ["raw_batched", "naive_generate", *singles, *plans]
     }
     try:
         for rep in range(reps):
             runs["raw_batched"].append(raw_batched(model, ids, concurrency))
-            for name, models in plans.items():
+            for name, (server, models) in plans.items():
                 runs[name].append(server.run(models))
             runs["naive_generate"].append(naive_sequential(model, ids, seq_n))
-            runs["single"].append(server.run(["base"]))
+            for name, server in singles.items():
+                runs[name].append(server.run(["base"]))
             log(
                 f"rep {rep}: raw {runs['raw_batched'][-1]['tok_s']:.1f}, "
                 f"server x16 {runs['base_x16'][-1]['tok_s']:.1f}, "
+                f"1 adapter {runs['one_adapter_x16'][-1]['tok_s']:.1f}, "
                 f"8 adapters {runs['eight_adapters_x16'][-1]['tok_s']:.1f}, "
+                f"int8 x16 {runs['int8_x16'][-1]['tok_s']:.1f}, "
                 f"naive {runs['naive_generate'][-1]['tok_s']:.1f}, "
-                f"single {runs['single'][-1]['tok_s']:.1f}"
+                f"single {runs['single'][-1]['tok_s']:.1f}, "
+                f"int8 single {runs['int8_single'][-1]['tok_s']:.1f}"
             )
     finally:
-        rss = server.close()
+        rss = fp32.close()
+        rss_int8 = int8.close()
+    server = fp32
 
     def med(xs: list[float]) -> float:
         return float(statistics.median(xs))
@@ -347,6 +449,10 @@ def interleaved(
             "eight_vs_one_adapter": ratio("eight_adapters_x16", "one_adapter_x16"),
             "one_adapter_vs_base": ratio("one_adapter_x16", "base_x16"),
             "single_vs_naive": ratio("single", "naive_generate"),
+            "int8_x16_vs_fp32": ratio("int8_x16", "base_x16"),
+            "int8_single_vs_fp32": ratio("int8_single", "single"),
+            "int8_x16_vs_naive": ratio("int8_x16", "naive_generate"),
+            "int8_eight_vs_fp32": ratio("int8_eight_adapters_x16", "eight_adapters_x16"),
         }
 
     ratios = ratios_of(tok)
@@ -364,6 +470,7 @@ def interleaved(
             for k in plans
         },
         "peak_rss_mb": rss,
+        "peak_rss_mb_int8": rss_int8,
         "adapter_load_s_p50": med(server.load_times),
     }
 
@@ -394,6 +501,8 @@ def main() -> None:
         res["peft_switching"] = peft_switching(model, adapters, ids, seq_n * 2)
         log("llama.cpp sequential")
         res["llama_cpp_sequential"] = llama_cpp_sequential(tok, ids, 4 if args.quick else 8)
+    log("int8 quality: greedy agreement with fp32 and perplexity")
+    res["int8_quality"] = int8_quality(path, tok, model)
     report(res)
     out_dir = ROOT / "results"
     out_dir.mkdir(exist_ok=True)
@@ -402,20 +511,30 @@ def main() -> None:
     log(f"wrote {out}")
 
 
+def _mark(value: float, target: float) -> str:
+    return "met" if value >= target else "NOT met"
+
+
 def report(res: dict[str, Any]) -> None:
     t, r = res["tok_s"], res["ratios"]
     llama = res["llama_cpp_sequential"]
-    rows = [
+    q = res["int8_quality"]
+    rows: list[tuple[str, float | None, str, str]] = [
         ("naive sequential generate (peer)", t["naive_generate"], "", ""),
         ("PEFT sequential, adapter switching (peer)", res["peft_switching"], "", ""),
         ("raw batched forward bs16 (ceiling)", t["raw_batched"], "", ""),
         ("llama.cpp sequential, same GGUF (peer)", llama, "", ""),
-        ("hearth-server, 1 request", t["single"], f"{r['single_vs_naive']:.2f}x naive", ">= 0.90x"),
+        (
+            "hearth-server, 1 request",
+            t["single"],
+            f"{r['single_vs_naive']:.2f}x naive",
+            f">= 0.90x naive: {_mark(r['single_vs_naive'], 0.9)}",
+        ),
         (
             "hearth-server, 16 concurrent base",
             t["base_x16"],
             f"{r['x16_vs_naive']:.1f}x naive, {r['x16_vs_raw']:.0%} of raw",
-            ">= 6x, >= 85%",
+            f">= 6x naive: {_mark(r['x16_vs_naive'], 6.0)}",
         ),
         (
             "hearth-server, 16 concurrent 1 adapter",
@@ -427,34 +546,61 @@ def report(res: dict[str, Any]) -> None:
             "hearth-server, 16 concurrent 8 adapters",
             t["eight_adapters_x16"],
             f"{r['eight_vs_one_adapter']:.0%} of 1 adapter",
-            ">= 80%",
+            f">= 80%: {_mark(r['eight_vs_one_adapter'], 0.8)}",
+        ),
+        (
+            "hearth-server int8, 1 request",
+            t["int8_single"],
+            f"{r['int8_single_vs_fp32']:.2f}x fp32 single",
+            "",
+        ),
+        (
+            "hearth-server int8, 16 concurrent base",
+            t["int8_x16"],
+            f"{r['int8_x16_vs_fp32']:.2f}x fp32 x16, {r['int8_x16_vs_naive']:.1f}x naive",
+            "",
+        ),
+        (
+            "hearth-server int8, 16 concurrent 8 adapters",
+            t["int8_eight_adapters_x16"],
+            f"{r['int8_eight_vs_fp32']:.2f}x fp32 8 adapters",
+            "",
         ),
     ]
     if llama:
-        rows.append(
-            (
-                "hearth-server 16 concurrent vs llama.cpp seq.",
-                t["base_x16"],
-                f"{t['base_x16'] / llama:.2f}x",
-                "stretch >= 1x",
-            )
-        )
+        for label, key, goal in (
+            ("hearth 1 request vs llama.cpp", "single", 0.5),
+            ("hearth int8 1 request vs llama.cpp", "int8_single", 0.5),
+            ("hearth 16 concurrent vs llama.cpp", "base_x16", 1.0),
+            ("hearth int8 16 concurrent vs llama.cpp", "int8_x16", 1.0),
+        ):
+            vs_llama = t[key] / llama
+            rows.append((label, t[key], f"{vs_llama:.2f}x", f">= {goal}x: {_mark(vs_llama, goal)}"))
     print(
         f"\n{'run (median of ' + str(res['reps']) + ' interleaved reps)':<46} {'tok/s':>8}  "
-        f"{'ratio (per-rep median)':<30} target"
+        f"{'ratio (per-rep median)':<34} target"
     )
     for name, val, ratio, target in rows:
-        v = f"{val:8.1f}" if isinstance(val, float) else f"{'n/a':>8}"
-        print(f"{name:<46} {v}  {ratio:<30} {target}")
+        shown = f"{val:8.1f}" if isinstance(val, float) else f"{'n/a':>8}"
+        print(f"{name:<46} {shown}  {ratio:<34} {target}")
+    print(
+        f"\nint8 quality: greedy agreement with fp32 {q['greedy_agreement']:.1%} of "
+        f"{len(QUALITY_PROMPTS)}x{QUALITY_TOKENS} tokens "
+        f"({q['agreement_before_first_difference']:.1%} before the first difference); "
+        f"perplexity on {q['perplexity_tokens']} tokens: fp32 {q['perplexity_fp32']:.2f}, "
+        f"int8 {q['perplexity_int8']:.2f}"
+    )
     ft = res["ttft"]
     print(
-        f"\nTTFT, 16 concurrent: base p50 {ft['base_x16']['p50']:.2f}s p95 "
-        f"{ft['base_x16']['p95']:.2f}s; 8 adapters p50 {ft['eight_adapters_x16']['p50']:.2f}s "
-        f"p95 {ft['eight_adapters_x16']['p95']:.2f}s"
+        "TTFT, 16 concurrent: "
+        + "; ".join(
+            f"{k} p50 {ft[k]['p50']:.2f}s p95 {ft[k]['p95']:.2f}s"
+            for k in ("base_x16", "eight_adapters_x16", "int8_x16")
+        )
     )
     print(
-        f"server peak RSS {res['peak_rss_mb']:.0f} MB; adapter load p50 "
-        f"{res['adapter_load_s_p50'] * 1000:.0f} ms (rank 16, all 7 projections)"
+        f"server peak RSS {res['peak_rss_mb']:.0f} MB (int8 {res['peak_rss_mb_int8']:.0f} MB); "
+        f"adapter load p50 {res['adapter_load_s_p50'] * 1000:.0f} ms (rank 16, all 7 projections)"
     )
     c, rc = res["tok_cpu_s"], res["ratios_cpu"]
     print(
@@ -462,10 +608,12 @@ def report(res: dict[str, Any]) -> None:
         "the HTTP client's CPU is not counted):\n"
         f"  tok/CPU-s: naive {c['naive_generate']:.1f}, raw bs16 {c['raw_batched']:.1f}, "
         f"server single {c['single']:.1f}, server x16 base {c['base_x16']:.1f}, "
-        f"1 adapter {c['one_adapter_x16']:.1f}, 8 adapters {c['eight_adapters_x16']:.1f}\n"
+        f"1 adapter {c['one_adapter_x16']:.1f}, 8 adapters {c['eight_adapters_x16']:.1f}, "
+        f"int8 single {c['int8_single']:.1f}, int8 x16 {c['int8_x16']:.1f}\n"
         f"  ratios: single/naive {rc['single_vs_naive']:.2f}x, x16/naive "
         f"{rc['x16_vs_naive']:.1f}x, x16/raw {rc['x16_vs_raw']:.0%}, 1 adapter/base "
-        f"{rc['one_adapter_vs_base']:.0%}, 8/1 adapters {rc['eight_vs_one_adapter']:.0%}"
+        f"{rc['one_adapter_vs_base']:.0%}, 8/1 adapters {rc['eight_vs_one_adapter']:.0%}, "
+        f"int8/fp32 x16 {rc['int8_x16_vs_fp32']:.2f}x"
     )
     print(f"runs: {res['tok_s_runs']}")
 
