@@ -254,6 +254,26 @@ def test_eviction_under_a_tiny_budget_never_fails_a_request(
     assert cache.stats.evicted_blocks > 0 and cache.stats.hit_tokens > 0
 
 
+def test_a_failing_copy_costs_the_cache_never_the_request(
+    engines: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    off, on = engines
+    rng = random.Random(9)
+    prompt, other = (_random_ids(rng, 3 * B + 3, on.vocab_size) for _ in range(2))
+    assert _cached(_run(on, prompt)) == 0
+
+    def out_of_memory(*args: object) -> None:
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(on.runner, "write_blocks", out_of_memory)
+    reply = _run(on, prompt)  # the hit cannot be copied in: the prompt is prefilled
+    assert _cached(reply) == 0 and reply.tokens == _run(off, prompt).tokens
+    monkeypatch.setattr(on.runner, "read_blocks", out_of_memory)
+    assert _run(on, other).tokens == _run(off, other).tokens
+    assert on.prefix_cache is not None and on.prefix_cache.num_blocks == 0  # it gave way
+    assert on.alive
+
+
 def test_cached_tokens_is_zero_without_the_cache(make_engine) -> None:
     engine = make_engine()
     prompt = _random_ids(random.Random(8), 3 * B, engine.vocab_size)
