@@ -36,10 +36,12 @@ from hearth_server.engine.adapters import AdapterStore
 from hearth_server.engine.detok import IncrementalDecoder, StopChecker
 from hearth_server.engine.embeddings import EmbeddingJob, EmbeddingQueue
 from hearth_server.engine.lora import LoRAWeights, SlotTable, load_adapter, patch_model
-from hearth_server.engine.params import ParamError, SamplingParams, StepOutput
+from hearth_server.engine.params import ParamError, SamplingParams, StepOutput, TokenLogprob
 from hearth_server.engine.prefix_cache import PrefixCache
+from hearth_server.engine.prompt_logprobs import score_chunk
 from hearth_server.engine.runner import Chunk, ModelRunner
 from hearth_server.engine.sampler import RowState, Sampled, sample
+from hearth_server.engine.structured import GrammarCache, GrammarError
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,12 @@ class Sequence:
     decoder: IncrementalDecoder | None = None
     stops: StopChecker | None = None
     last_token_time: float = 0.0
+    prompt_logprobs: list[TokenLogprob | None] = field(default_factory=list)
+
+    @property
+    def needs_prompt_logprobs(self) -> bool:
+        """Every prompt position must be computed (not taken from the prefix cache)."""
+        return self.params.prompt_logprobs is not None
 
     @property
     def reserve(self) -> int:
@@ -150,6 +158,7 @@ class Engine:
         self.slots = SlotTable(config.max_loras, self.lora_modules)
         self.adapters = AdapterStore(config.max_cpu_loras, self.read_adapter)
         self.eos_ids = _eos_ids(model, tokenizer)
+        self.grammars = GrammarCache(tokenizer, self.vocab_size, self.eos_ids)
         self.prefix_cache: PrefixCache[torch.Tensor] | None = None
         if config.prefix_cache_tokens > 0:
             self.prefix_cache = PrefixCache(PREFIX_BLOCK_TOKENS, config.prefix_cache_tokens)
@@ -226,6 +235,11 @@ class Engine:
                 f"prompt ({len(ids)} tokens) + max_tokens ({p.max_tokens}) exceeds the KV "
                 f"cache budget of {cfg.kv_cache_tokens} tokens",
             )
+        if p.structured is not None:
+            try:
+                self.grammars.compile(p.structured)  # cached: each distinct spec once
+            except GrammarError as exc:
+                raise ParamError("response_format", f"response_format: {exc}") from None
 
     def submit(self, seq: Sequence) -> None:
         """Queue ``seq``. Raises ParamError (invalid request), EngineOverloaded or
@@ -420,6 +434,8 @@ class Engine:
         try:
             gen = torch.Generator().manual_seed(p.seed) if p.seed is not None else None
             seq.row = RowState(p, seq.prompt_ids, seq.output_ids, gen, [])
+            if p.structured is not None:
+                seq.row.constraint = self.grammars.constraint(p.structured)
             seq.decoder = IncrementalDecoder(self.tokenizer, p.skip_special_tokens)
             seq.stops = StopChecker(p.stop)
         except Exception as exc:  # not in the batch yet: only this request fails
@@ -432,7 +448,7 @@ class Engine:
         seq.slot = len(self.running)
         self.running.append(seq)
         self.reserved += seq.reserve
-        if self.prefix_cache is not None:
+        if self.prefix_cache is not None and not seq.needs_prompt_logprobs:
             self._reuse_prefix(seq)
 
     # -- prefix cache (engine thread) ---------------------------------------------------
@@ -489,11 +505,16 @@ class Engine:
                 continue
             piece = s.prompt_ids[s.cached : s.cached + budget]
             done = s.cached + len(piece) == len(s.prompt_ids)
-            prefill.append((s, Chunk(s.slot, piece, s.cached, s.lora_slot, want_logits=done)))
+            chunk = Chunk(s.slot, piece, s.cached, s.lora_slot, want_logits=done)
+            chunk.prompt_logits = s.needs_prompt_logprobs
+            prefill.append((s, chunk))
             budget -= len(piece)
         dec_chunks = [Chunk(s.slot, [s.output_ids[-1]], s.cached, s.lora_slot) for s in decode]
         logits = self.runner.step(dec_chunks, [c for _, c in prefill], len(self.running))
         for s, c in prefill:
+            if c.position_logits is not None:
+                n_top = s.params.prompt_logprobs or 0
+                s.prompt_logprobs += score_chunk(c.position_logits, s.prompt_ids, c.start, n_top)
             s.cached += len(c.tokens)
             if c.want_logits and self.prefix_cache is not None:
                 self._store_prefix(s)
@@ -543,6 +564,10 @@ class Engine:
         reason: str | None = None
         matched: str | int | None = None
         stop_tok = tok in p.stop_token_ids or (tok in self.eos_ids and not p.ignore_eos)
+        # A constrained row ends when its grammar admits nothing more (EOS was masked
+        # until then, so a grammar that is never completed ends at "length").
+        constraint = s.row.constraint if s.row is not None else None
+        complete = constraint is not None and constraint.advance(tok)
         if stop_tok and len(s.output_ids) >= p.min_tokens:
             reason, matched = "stop", tok
             text, _ = s.stops.feed(s.decoder.flush(), final=True)
@@ -551,11 +576,11 @@ class Engine:
             at_limit = (
                 len(s.output_ids) >= p.max_tokens or s.cached + 1 >= self.config.max_model_len
             )
-            if at_limit:
+            if at_limit or complete:
                 delta += s.decoder.flush()
-            text, hit = s.stops.feed(delta, final=at_limit)
-            if hit:
-                reason, matched = "stop", s.stops.matched
+            text, hit = s.stops.feed(delta, final=at_limit or complete)
+            if hit or complete:
+                reason, matched = "stop", s.stops.matched if hit else None
             elif at_limit:
                 reason = "length"
         out = StepOutput(
@@ -566,6 +591,8 @@ class Engine:
             completion_tokens=len(s.output_ids),
             cached_tokens=s.reused,
         )
+        if first and s.needs_prompt_logprobs:
+            out.prompt_logprobs = s.prompt_logprobs
         if reason is not None:
             out.finished, out.finish_reason, out.matched_stop = True, reason, matched
         return out
