@@ -260,6 +260,8 @@ async def test_model_upload_checks_the_adapter_and_creates_the_model(
     for name in ADAPTER_FILES:
         assert (kept / name).read_bytes() == (files["adapter"] / name).read_bytes()
     assert (await env.call("GET", "models/pirate:validateUpload")).status_code == 200
+    prepare = await env.call("POST", "models/pirate:prepare", json={"precision": "FP8"})
+    assert prepare.status_code == 501 and "per deployment" in prepare.json()["message"]
     again = await env.call(
         "POST", "models/pirate:getUploadEndpoint", json={"filenameToSize": sizes}
     )

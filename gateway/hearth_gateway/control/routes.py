@@ -198,6 +198,12 @@ async def _staged_item(
         return await staged.validate_model(principal, account_id, item_id, query)
     if verb == "validateUpload" and up is DATASET and method == "POST":
         return await staged.validate_dataset(principal, account_id, item_id)
+    if verb == "prepare" and up is MODEL and method == "POST":
+        raise ApiError(
+            501,
+            "models:prepare is not supported by Hearth: precision is chosen per deployment "
+            "when the weights are loaded, not prepared per model",
+        )
     if verb == "upload" and up is DATASET and method == "POST":
         return await staged.upload_dataset_file(
             principal, account_id, item_id, request.headers.get("content-type"), request.stream()
