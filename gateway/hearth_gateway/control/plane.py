@@ -56,9 +56,10 @@ TERMINAL_JOB_STATES = frozenset(
 )
 #: Read-modify-write attempts of an update that meets concurrent writes.
 CONFLICT_RETRIES = 5
-#: How long a resume waits for the old run's objects to go: steps of RESUME_POLL_S.
+#: How long a resume waits for each of the old run's objects to go (20 s, in steps of
+#: RESUME_POLL_S), so that both waits fit in the SDK's 60-second timeout.
 RESUME_POLL_S = 0.25
-RESUME_WAIT_STEPS = 240
+RESUME_WAIT_STEPS = 80
 
 
 class ControlPlane:
