@@ -39,6 +39,8 @@ class Stack:
     cluster: Cluster
     url: str
     keys: dict[str, str]
+    #: The artifact volume (the tiny model, the pirate adapter's files).
+    artifacts: Path
 
 
 def _setup() -> str:
@@ -125,7 +127,7 @@ def _serve(
             timeout=60,
             message="the gateway never became healthy",
         )
-        yield Stack(cluster, url, keys)
+        yield Stack(cluster, url, keys, artifacts)
     finally:
         process.terminate()
         process.wait(30)

@@ -217,6 +217,9 @@ console.log(JSON.stringify({{
     displayName: "", baseModel: "accounts/acme/models/tiny", rank: "16"}}),
   base: models.modelRequest({{modelId: "b", kind: "HF_BASE_MODEL", uri: "hf://o/r",
     displayName: "B", baseModel: "x", rank: "8"}}),
+  files: [["adapter_config.json", "adapter_model.safetensors"], ["adapter_config.json"],
+    ["adapter_config.json", "adapter_model.safetensors", "model.bin"]]
+    .map(models.adapterFilesProblem),
   user: users.userRequest({{userId: "", email: "a@b.c", displayName: " ", role: "admin"}}),
 }}));
 """,
@@ -247,6 +250,12 @@ console.log(JSON.stringify({{
         "model": {"kind": "HF_BASE_MODEL", "source": {"uri": "hf://o/r"}, "displayName": "B"},
     }
     assert got["user"] == {"query": {}, "body": {"role": "admin", "email": "a@b.c"}}
+    assert got["files"] == [
+        "",
+        "Choose adapter_config.json and adapter_model.safetensors; missing: "
+        "adapter_model.safetensors.",
+        "Only adapter_config.json and adapter_model.safetensors are uploaded; remove model.bin.",
+    ]
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed (only this check needs it)")

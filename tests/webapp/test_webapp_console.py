@@ -5,6 +5,7 @@ users added and re-roled by an admin and refused to a user; lists paged with "Mo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -91,13 +92,13 @@ def test_model_from_a_uri_with_its_errors_next_to_the_field(stack: Stack, page: 
     sign_in(page, stack.keys["uma"])
     page.get_by_role("link", name="Models").click()
     page.get_by_text("Add a model from a URI").click()
-    page.get_by_label("Model ID").fill("from-ftp")
+    page.get_by_label("Model ID", exact=True).fill("from-ftp")
     page.get_by_label("Weights URI").fill("ftp://example/weights")
     page.get_by_role("button", name="Create model").click()
     expect(page.locator("#model-uri-error")).to_contain_text("ftp://example/weights")
     expect(page.get_by_label("Weights URI")).to_be_focused()
 
-    page.get_by_label("Model ID").fill("pirate-copy")
+    page.get_by_label("Model ID", exact=True).fill("pirate-copy")
     page.get_by_label("Kind").select_option("HF_PEFT_ADDON")
     page.get_by_label("Weights URI").fill("pvc://artifacts/adapters/pirate")
     page.get_by_label("Base model of the LoRA").select_option("accounts/acme/models/tiny")
@@ -183,3 +184,42 @@ def test_long_lists_page_through_the_api(stack: Stack, page: Any) -> None:
     names = [m["name"].split("/")[-1] for m in listed]
     ids = [r.get_attribute("data-id") for r in rows.all()]
     assert ids == names, "every model once, in the API's order"
+
+
+def test_a_peft_adapter_uploaded_from_the_browser_becomes_a_model(stack: Stack, page: Any) -> None:
+    adapter = stack.artifacts / "adapters" / "pirate"  # PEFT's save_pretrained output, r 8
+    files = [str(adapter / "adapter_config.json"), str(adapter / "adapter_model.safetensors")]
+    sign_in(page, stack.keys["uma"])
+    page.get_by_role("link", name="Models").click()
+    page.get_by_text("Upload a PEFT LoRA adapter").click()
+    page.get_by_label("LoRA model ID").fill("parrot-up")
+    page.get_by_label("Base model of the adapter").select_option("accounts/acme/models/tiny")
+
+    # One file only: refused in the page, before anything is created.
+    page.get_by_label("Adapter files").set_input_files(files[:1])
+    page.get_by_role("button", name="Upload adapter").click()
+    expect(page.locator("#up-files-error")).to_contain_text("missing: adapter_model.safetensors")
+    assert api(stack, "uma", "GET", "models/parrot-up").status_code == 404
+
+    # The wrong rank: the files go up, and the gateway's check names the file and the rank.
+    page.get_by_label("Adapter rank").fill("16")
+    page.get_by_label("Adapter files").set_input_files(files)
+    page.get_by_role("button", name="Upload adapter").click()
+    expect(page.locator("#adapter-upload .error")).to_contain_text(
+        "adapter_config.json: r is 8 but model.peftDetails.r is 16"
+    )
+    assert api(stack, "uma", "GET", "models/parrot-up").json()["state"] == "UPLOADING"
+
+    # Corrected, the same ID is uploaded again and becomes a LoRA addon of tiny.
+    page.get_by_label("Adapter rank").fill("8")
+    page.get_by_role("button", name="Upload adapter").click()
+    expect(page.locator("#up-step")).to_contain_text("created from the uploaded adapter")
+    expect(page.locator("#up-progress")).to_have_js_property("value", 100)
+    uploaded = row(page, "parrot-up")
+    expect(uploaded).to_contain_text("LoRA addon")
+    expect(uploaded).to_contain_text("tiny")
+    spec = (stack.cluster.get("Model", "parrot-up", "acme") or {})["spec"]
+    assert spec["source"]["uri"] == "pvc://artifacts/uploads/acme/models/parrot-up"
+    assert spec["peftDetails"]["r"] == 8
+    on_volume = stack.artifacts / "uploads" / "acme" / "models" / "parrot-up"
+    assert (on_volume / "adapter_model.safetensors").read_bytes() == Path(files[1]).read_bytes()

@@ -3,6 +3,7 @@
 
 import { action, confirmDialog, errorBox, h, notify, replace, shortName, stateBadge, table, when } from "../dom.js";
 import { Pager } from "../paging.js";
+import { put } from "../upload.js";
 
 const REFRESH_MS = 3000;
 const FILENAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
@@ -29,32 +30,6 @@ function verdict(d) {
     h("span", {}, message.split(":")[0]),
     h("ol", { class: "problems" }, problems.map((p) => h("li", { "data-line": p.line }, `Line ${p.line}: ${p.message}`))),
   );
-}
-
-/** PUT the file to the signed URL, reporting progress; resolves on a 2xx. */
-function put(url, file, onProgress) {
-  return new Promise((resolve, reject) => {
-    const request = new XMLHttpRequest();
-    request.open("PUT", url);
-    request.setRequestHeader("content-type", "application/octet-stream");
-    request.upload.addEventListener("progress", (event) => {
-      if (event.lengthComputable) onProgress(event.loaded, event.total);
-    });
-    request.addEventListener("load", () => {
-      if (request.status >= 200 && request.status < 300) resolve();
-      else {
-        let message = request.statusText;
-        try {
-          message = JSON.parse(request.responseText).message || message;
-        } catch {
-          // not JSON: keep the status text
-        }
-        reject(Object.assign(new Error(message), { status: request.status }));
-      }
-    });
-    request.addEventListener("error", () => reject(new Error("the upload failed (network)")));
-    request.send(file);
-  });
 }
 
 export async function render(ctx, view) {

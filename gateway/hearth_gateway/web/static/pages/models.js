@@ -1,9 +1,11 @@
 // Models: base models and LoRA addons (state, base, rank, where deployed; paged); create
-// one from a URI (a base model, or a LoRA addon of a base model); delete.
+// one from a URI (a base model, or a LoRA addon of a base model), or upload a PEFT
+// adapter's files from the browser; delete.
 
 import { action, confirmDialog, errorBox, h, notify, replace, shortName, stateBadge, table } from "../dom.js";
 import { clearFieldErrors, field, showFieldErrors } from "../forms.js";
 import { Pager } from "../paging.js";
+import { put } from "../upload.js";
 
 const REFRESH_MS = 5000;
 
@@ -114,6 +116,124 @@ function createForm(ctx, refresh) {
   return details;
 }
 
+/** The files a PEFT LoRA adapter is uploaded as (what PEFT's save_pretrained writes). */
+export const ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors"];
+
+/** What is wrong with the chosen files before anything is sent; "" when nothing. */
+export function adapterFilesProblem(names) {
+  const missing = ADAPTER_FILES.filter((name) => !names.includes(name));
+  if (missing.length) return `Choose ${ADAPTER_FILES.join(" and ")}; missing: ${missing.join(", ")}.`;
+  const extra = names.filter((name) => !ADAPTER_FILES.includes(name));
+  return extra.length ? `Only ${ADAPTER_FILES.join(" and ")} are uploaded; remove ${extra.join(", ")}.` : "";
+}
+
+/**
+ * Upload a PEFT adapter: create the model with no source (it waits, UPLOADING, for its
+ * files), ask for signed URLs (:getUploadEndpoint), PUT each file, then :validateUpload,
+ * which checks the files and creates the Model. A model still UPLOADING from an earlier
+ * try is deleted and created again, so a corrected rank or base model takes effect.
+ */
+async function uploadAdapter(ctx, values, files, onStep, onProgress) {
+  const id = values.modelId.trim();
+  const path = ctx.api.acct(`models/${encodeURIComponent(id)}`);
+  onStep("Creating the model…");
+  const rank = Number(values.rank);
+  const model = { kind: "HF_PEFT_ADDON", peftDetails: { baseModel: values.baseModel, r: values.rank.trim() && Number.isFinite(rank) ? rank : values.rank } };
+  const create = () => ctx.api.post(ctx.api.acct("models"), { modelId: id, model });
+  try {
+    await create();
+  } catch (error) {
+    // A model still waiting for its files from an earlier try: start again from this
+    // form's base model and rank (deleting a waiting model removes its files).
+    const waiting = error.status === 409 && (await ctx.api.get(path)).state === "UPLOADING";
+    if (!waiting) throw error;
+    await ctx.api.del(path);
+    await create();
+  }
+  onStep("Asking for upload URLs…");
+  const sizes = Object.fromEntries(files.map((f) => [f.name, String(f.size)]));
+  const { filenameToSignedUrls: urls = {} } = await ctx.api.post(`${path}:getUploadEndpoint`, { filenameToSize: sizes });
+  const total = files.reduce((sum, f) => sum + f.size, 0) || 1;
+  let done = 0;
+  for (const file of files) {
+    onStep(`Uploading ${file.name}…`);
+    await put(urls[file.name], file, (loaded) => onProgress((done + loaded) / total));
+    done += file.size;
+    onProgress(done / total);
+  }
+  onStep("Uploaded; the gateway checks the files…");
+  return ctx.api.get(`${path}:validateUpload`);
+}
+
+function uploadForm(ctx, refresh) {
+  const allowed = ctx.access.create();
+  const inputs = {
+    modelId: h("input", { id: "up-model-id", name: "modelId", autocomplete: "off", required: true }),
+    baseModel: h("select", { id: "up-base", name: "baseModel" }),
+    rank: h("input", { id: "up-rank", name: "rank", type: "number", step: 1, value: "8" }),
+    files: h("input", { id: "up-files", name: "files", type: "file", multiple: true, accept: ".json,.safetensors" }),
+  };
+  const progress = h("progress", { id: "up-progress", max: 100, value: 0, hidden: true, "aria-label": "Adapter upload progress" });
+  const step = h("p", { id: "up-step", class: "hint", "aria-live": "polite" });
+  const general = h("div", {});
+  const form = h(
+    "form",
+    { id: "adapter-upload", novalidate: true },
+    h(
+      "div",
+      { class: "row" },
+      field("LoRA model ID", inputs.modelId, "Lowercase letters, digits and -."),
+      field("Base model of the adapter", inputs.baseModel, "The model it was trained on."),
+      field("Adapter rank", inputs.rank, "r in adapter_config.json."),
+      field("Adapter files", inputs.files, `${ADAPTER_FILES.join(" and ")}, as PEFT saves them.`),
+    ),
+    general,
+    h("p", {}, action("Upload adapter", allowed, null, { type: "submit", id: "up-submit" })),
+    progress,
+    step,
+  );
+  const details = h("details", { class: "card", id: "adapter-upload-box" }, h("summary", {}, "Upload a PEFT LoRA adapter"), form);
+  details.addEventListener("toggle", () => {
+    if (!details.open || inputs.baseModel.options.length) return;
+    ctx.api
+      .listAll(ctx.api.acct("models"), "models", { filter: 'kind = "HF_BASE_MODEL"' })
+      .then((bases) => replace(inputs.baseModel, bases.map((m) => h("option", { value: m.name }, shortName(m.name)))))
+      .catch((error) => replace(general, errorBox(error)));
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearFieldErrors(inputs, general);
+    const files = [...inputs.files.files];
+    const problem = adapterFilesProblem(files.map((f) => f.name));
+    if (problem) {
+      showFieldErrors({ status: 400, message: `files: ${problem}` }, inputs, { files: "files" }, general);
+      return;
+    }
+    const values = { modelId: inputs.modelId.value, baseModel: inputs.baseModel.value, rank: inputs.rank.value };
+    const submit = form.querySelector("#up-submit");
+    submit.disabled = true;
+    progress.hidden = false;
+    progress.value = 0;
+    try {
+      const answer = await uploadAdapter(ctx, values, files, (text) => replace(step, text), (fraction) => {
+        progress.value = Math.round(fraction * 100);
+      });
+      const warnings = (answer && answer.warnings) || [];
+      replace(step, `Model ${values.modelId.trim()} created from the uploaded adapter.${warnings.length ? ` Warnings: ${warnings.join("; ")}` : ""}`);
+      notify(`Uploaded ${values.modelId.trim()}.`);
+      await refresh();
+    } catch (error) {
+      replace(step, "The upload did not complete; fix what is said and upload again.");
+      showFieldErrors(error, inputs, KNOWN_UPLOAD, general);
+    } finally {
+      submit.disabled = !allowed.ok;
+    }
+  });
+  return details;
+}
+
+const KNOWN_UPLOAD = { modelId: "modelId", "metadata.name": "modelId", "peftDetails.baseModel": "baseModel", "peftDetails.r": "rank", peftDetails: "baseModel" };
+
 export async function render(ctx, view) {
   const body = h("div", {});
   const pager = new Pager(ctx, ctx.api.acct("models"), "models");
@@ -166,6 +286,7 @@ export async function render(ctx, view) {
     view,
     h("h1", {}, "Models"),
     createForm(ctx, refresh),
+    uploadForm(ctx, refresh),
     h("h2", {}, "In this account"),
     h("p", { class: "hint" }, "Base models and LoRA addons of this account. Refreshes by itself."),
     body,
