@@ -183,3 +183,36 @@ def test_engine_mixed_batch_with_long_and_short_runs_matches_solo_runs(
     assert [c.tokens for c in mixed] == [
         solo[(a, tuple(p))] for a, p in zip(order, batch_prompts, strict=True)
     ]
+
+
+def test_non_finite_b_keeps_its_slot_out_of_the_dense_block(tiny_dir: Path) -> None:
+    """In a dense block every row meets every slot's B (times zero; 0 * NaN is NaN), so
+    a slot whose B is not finite (it slipped past load_adapter) runs on its own."""
+    model, _ = load_tiny(tiny_dir)
+    ctx, modules = patch_model(model, 3, MAX_RANK)
+    table = SlotTable(3, modules)
+    adapters = [_random_adapter(f"a{i}", modules, 4, i) for i in range(3)]
+    for key, (a, b) in adapters[2].tensors.items():
+        adapters[2].tensors[key] = (a, torch.full_like(b, float("nan")))
+    assert [table.acquire(w) for w in adapters] == [0, 1, 2]
+    assert ctx.unsafe_slots == {2}
+    key = "model.layers.1.self_attn.v_proj"
+    layer = modules[key]
+    x = torch.randn(5, layer.in_features)
+    per_row, segments = _rows_of([(1, -1), (2, 0), (1, 1), (1, 2)])
+    with torch.inference_mode():
+        ctx.set(segments, 3, torch.float32, torch.device("cpu"))
+        try:
+            assert ctx.dense is not None and (ctx.dense.lo, ctx.dense.hi) == (0, 2)
+            assert [s.slot for s in ctx.segments] == [2]
+            y = layer(x)
+        finally:
+            ctx.clear()
+    assert torch.isnan(y[4]).all()
+    clean = [0, 1, 2, 3]
+    want = _oracle(layer, key, x, per_row, adapters)
+    torch.testing.assert_close(y[clean], want[clean])
+    table.release(2)
+    table.drop("a2")
+    assert table.acquire(_random_adapter("a3", modules, 4, 3)) == 2
+    assert ctx.unsafe_slots == set()  # a finite adapter in the slot makes it safe again

@@ -88,9 +88,16 @@ class DenseRuns:
 
 
 def plan_runs(
-    segments: list[Segment], device: torch.device, batch_limit: int = DENSE_RUN_ROWS
+    segments: list[Segment],
+    device: torch.device,
+    batch_limit: int = DENSE_RUN_ROWS,
+    unsafe: frozenset[int] | set[int] = frozenset(),
 ) -> tuple[list[Segment], DenseRuns | None]:
     """Split runs into those done one by one and one dense block.
+
+    Slots in ``unsafe`` hold non-finite B values (slipped past load_adapter's checks):
+    in a dense block every row meets every slot's B (times zero, and 0 * NaN is NaN),
+    so their runs are always done one by one, where they touch only their own rows.
 
     The dense block is the longest streak of at least two consecutive short runs with
     at most ``batch_limit`` base rows between neighbours, whose slot range has at most
@@ -99,7 +106,7 @@ def plan_runs(
     best: list[Segment] = []
     streak: list[Segment] = []
     for seg in segments:
-        short = seg.end - seg.start <= batch_limit
+        short = seg.end - seg.start <= batch_limit and seg.slot not in unsafe
         near = bool(streak) and seg.start - streak[-1].end <= batch_limit
         streak = [*streak, seg] if short and near else [seg] if short else []
         if len(streak) > len(best):
@@ -123,6 +130,7 @@ class LoRAContext:
         self.segments: list[Segment] = []  # runs done one by one
         self.dense: DenseRuns | None = None
         self.version = 0  # bumped on every change, so no stale shrink is ever reused
+        self.unsafe_slots: set[int] = set()  # slots whose B has NaN/inf (see plan_runs)
 
     @property
     def idle(self) -> bool:
@@ -137,7 +145,7 @@ class LoRAContext:
         batch_limit: int = DENSE_RUN_ROWS,
     ) -> None:
         self.version += 1
-        self.segments, self.dense = plan_runs(segments, device, batch_limit)
+        self.segments, self.dense = plan_runs(segments, device, batch_limit, self.unsafe_slots)
 
     def clear(self) -> None:
         self.version += 1
@@ -271,14 +279,18 @@ class LoRALinear(nn.Module):
         return y
 
     @torch.inference_mode()
-    def set_slot(self, slot: int, a: torch.Tensor | None, b: torch.Tensor | None) -> None:
+    def set_slot(self, slot: int, a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+        """Write an adapter's A and B (None: no delta) into ``slot``; return whether B
+        is all finite."""
         a_slot = self.group.a[:, slot, self.member]
         a_slot.zero_()
         self.lora_b[slot].zero_()
-        if a is not None and b is not None:
-            r = a.shape[1]
-            a_slot[:, :r].copy_(a)
-            self.lora_b[slot, :r, :].copy_(b)
+        if a is None or b is None:
+            return True
+        r = a.shape[1]
+        a_slot[:, :r].copy_(a)
+        self.lora_b[slot, :r, :].copy_(b)
+        return bool(torch.isfinite(b).all())
 
 
 def _input_groups(names: list[str]) -> list[list[str]]:
@@ -432,6 +444,8 @@ class SlotTable:
     def __init__(self, n_slots: int, modules: dict[str, LoRALinear]) -> None:
         self.modules = modules
         self.n_slots = n_slots
+        # The context every wrapper shares (patch_model makes one per model).
+        self.ctx = next((m.ctx for m in modules.values()), None)
         # (name, generation) -> slot, in LRU order (oldest first)
         self.slot_of: OrderedDict[tuple[str, int], int] = OrderedDict()
         self.pins = [0] * n_slots
@@ -444,9 +458,15 @@ class SlotTable:
             slot = self._take_slot()
             if slot is None:
                 return None
-            for module, layer in self.modules.items():
-                ab = weights.tensors.get(module)
-                layer.set_slot(slot, *(ab if ab else (None, None)))
+            finite = [
+                layer.set_slot(slot, *(weights.tensors.get(module) or (None, None)))
+                for module, layer in self.modules.items()
+            ]
+            if self.ctx is not None:
+                if all(finite):
+                    self.ctx.unsafe_slots.discard(slot)
+                else:
+                    self.ctx.unsafe_slots.add(slot)
             self.slot_of[weights.key] = slot
         self.slot_of.move_to_end(weights.key)
         self.pins[slot] += 1
