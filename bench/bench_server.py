@@ -362,6 +362,9 @@ class Server:
                 str(len(adapters)),
                 "--max-cpu-loras",
                 str(len(adapters)),
+                # /v1/load_lora_adapter reads only from allowed roots.
+                "--adapter-root",
+                str(adapters[0].parent),
                 *extra,
             ],
         )
