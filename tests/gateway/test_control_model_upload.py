@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from hearth_operator.constants import LABEL_FINE_TUNING_JOB
 from tests.gateway.test_control_sdk import CHAT, CPU, Stack, refused, stack, state_of
 from tests.harness.waiting import eventually
 
@@ -53,6 +55,23 @@ def hearthctl(stack: Stack, who: str, *args: str) -> subprocess.CompletedProcess
         text=True,
         timeout=120,
     )
+
+
+def trainer_pid(stack: Stack, job: str) -> int:
+    """The trainer's process, from the ID the process kubelet reports (``process://<pid>``)."""
+    pods = stack.cluster.kube.list("Pod", "acme", labels={LABEL_FINE_TUNING_JOB: job})
+    started = [p for p in pods if (p.get("status") or {}).get("containerStatuses")]
+    (status,) = started[-1]["status"]["containerStatuses"]
+    return int(status["containerID"].removeprefix("process://"))
+
+
+def sigterm_pending(pid: int) -> bool:
+    """Whether SIGTERM waits in the (stopped) process's pending signals (Linux /proc)."""
+    bit = 1 << (signal.SIGTERM - 1)
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("ShdPnd:", "SigPnd:")) and int(line.split()[1], 16) & bit:
+            return True
+    return False
 
 
 def test_uploaded_adapter_serves_as_the_same_files_on_the_volume_do(
@@ -144,7 +163,10 @@ def test_dataset_upload_then_a_cancelled_job_resumes_from_its_checkpoint(stack: 
         jobs.resume("learn", body={})
     assert early.value.status_code == 412
 
-    # The trainer appends a line to metrics.jsonl per optimizer step.
+    # The trainer appends a line to metrics.jsonl per optimizer step. Once it has taken
+    # one, it is frozen until the cancel's SIGTERM is waiting for it, so that the run
+    # cannot finish first however fast the machine is; then it handles the SIGTERM
+    # (a checkpoint after the step it is in) and exits.
     output = stack.artifacts / "fine-tuning" / "learn"
     metrics = output / "metrics.jsonl"
     eventually(
@@ -152,7 +174,13 @@ def test_dataset_upload_then_a_cancelled_job_resumes_from_its_checkpoint(stack: 
         timeout=240,
         message="the trainer never took a step",
     )
-    jobs.cancel("learn", body={})
+    pid = trainer_pid(stack, "learn")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        jobs.cancel("learn", body={})
+        eventually(lambda: sigterm_pending(pid), timeout=120, message="no SIGTERM came")
+    finally:
+        os.kill(pid, signal.SIGCONT)
     cancelled = state_of(lambda: jobs.get("learn"), "JOB_STATE_CANCELLED", timeout=120)
     assert not (output / "result.json").exists(), "cancelled before the run finished"
     eventually(lambda: (output / "checkpoints" / "latest").is_file(), timeout=60)
