@@ -18,7 +18,8 @@ from hearth_server.engine.adapters import AdapterInfo
 from hearth_server.engine.engine import PREFIX_BLOCK_TOKENS, Engine
 from hearth_server.engine.params import SamplingParams
 from hearth_server.engine.prefix_cache import PrefixCache
-from tests.server.conftest import Collected, generate
+from tests.server.conftest import Collected, generate, submit
+from tests.server.test_engine import wait_until
 
 B = PREFIX_BLOCK_TOKENS
 GREEDY = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
@@ -252,6 +253,26 @@ def test_eviction_under_a_tiny_budget_never_fails_a_request(
     assert cache is not None
     assert cache.num_tokens <= budget
     assert cache.stats.evicted_blocks > 0 and cache.stats.hit_tokens > 0
+
+
+def test_aborted_requests_leave_clean_slots_for_the_next_ones(engines: Any) -> None:
+    off, on = engines
+    rng = random.Random(10)
+    system = _random_ids(rng, 4 * B, on.vocab_size)
+    prompts = [system + _random_ids(rng, 7, on.vocab_size) for _ in range(8)]
+    _run(on, prompts[0])
+    long = SamplingParams(max_tokens=60, temperature=0.0, ignore_eos=True)
+    doomed = [submit(on, p, long) for p in prompts[:4]]
+    for seq, _ in doomed[::2]:  # some while queued or prefilling, some while decoding
+        on.abort(seq)
+    wait_until(lambda: all(len(c.outputs) >= 2 for _, c in doomed[1::2]), "decoding")
+    for seq, _ in doomed[1::2]:
+        on.abort(seq)
+    for _, col in doomed[1::2]:  # a request aborted while queued hears nothing more
+        assert col.done.wait(60) and col.final.finish_reason == "abort"
+    after = generate(on, prompts, GREEDY)
+    assert [c.tokens for c in after] == [c.tokens for c in generate(off, prompts, GREEDY)]
+    assert all(_cached(c) == len(system) for c in after)
 
 
 def test_a_failing_copy_costs_the_cache_never_the_request(
