@@ -66,13 +66,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--public-url",
-        help="URL clients reach this gateway at, for dataset upload URLs (default: from "
+        help="URL clients reach this gateway at, for upload and download URLs (default: from "
         "each request's Host and X-Forwarded-Proto)",
     )
     p.add_argument(
         "--upload-dir",
-        help="where dataset uploads are written: the accounts' artifact storage as mounted "
-        "here ({account} is replaced by the account); default: uploads disabled",
+        help="where dataset and model uploads are written and downloads read: the accounts' "
+        "artifact storage as mounted here ({account} is replaced by the account); default: "
+        "uploads disabled",
     )
     p.add_argument(
         "--upload-max-bytes",

@@ -30,8 +30,9 @@ class GatewayConfig:
     cache_sync_timeout: float = 60.0
     #: The URL clients reach the gateway at (for upload URLs); None: from each request.
     public_url: str | None = None
-    #: Where dataset uploads are written (the accounts' artifact storage as mounted here;
-    #: ``{account}`` is replaced by the account); None disables uploads.
+    #: Where dataset and model uploads are written and downloads read (the accounts'
+    #: artifact storage as mounted here; ``{account}`` is replaced by the account); None
+    #: disables uploads.
     upload_dir: str | None = None
     #: HMAC key of upload URLs (shared by replicas); None: random per process.
     upload_secret: str | None = None

@@ -97,6 +97,21 @@ def test_deployment_round_trip_and_scale() -> None:
         deployments.create("acme", "d3", {"baseModel": "tiny", "placement": {"region": "X"}}, "ann")
 
 
+def test_deployment_serving_engine_is_passed_through_and_checked_by_the_crd() -> None:
+    gpu = {
+        "baseModel": "accounts/acme/models/llama",
+        "acceleratorType": "NVIDIA_H100_80GB",
+        "acceleratorCount": 2,
+        "servingEngine": "VLLM",
+    }
+    obj = deployments.create("acme", "big", gpu, "ann")
+    assert obj["spec"]["servingEngine"] == "VLLM"
+    assert_valid(obj)
+    assert deployments.to_json(stored(obj), DIRECTORY)["servingEngine"] == "VLLM"
+    on_cpu = deployments.create("acme", "c", {**gpu, "acceleratorType": "CPU"}, "ann")
+    assert any("VLLM" in str(e) for e in validate(on_cpu).errors)
+
+
 def test_update_with_and_without_a_mask() -> None:
     spec = {"baseModel": "tiny", "minReplicaCount": 1, "displayName": "old"}
     body = {"displayName": "new", "minReplicaCount": 2}

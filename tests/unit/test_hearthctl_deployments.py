@@ -58,6 +58,22 @@ def test_create_sends_the_sdk_shape_and_waits_until_ready(api: FakeApi, capsys) 
     assert "deployment d1: READY" in captured.err
 
 
+def test_create_passes_the_serving_engine(api: FakeApi) -> None:
+    code = main(
+        [
+            "create", "deployment", "llama",
+            "--deployment-id", "big",
+            "--accelerator-type", "NVIDIA_H100_80GB",
+            "--accelerator-count", "2",
+            "--serving-engine", "VLLM",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    (post,) = api.calls("POST", DEPLOYMENTS)
+    assert post.body["servingEngine"] == "VLLM"
+    assert post.body["acceleratorCount"] == 2
+
+
 def test_references_keep_full_and_short_names(api: FakeApi) -> None:
     assert main(["create", "deployment", "accounts/hearth/models/smollm2", "-o", "json"]) == 0
     assert main(["create", "deployment", "hearth/qwen", "-o", "json"]) == 0

@@ -28,6 +28,7 @@ SPEC_FIELDS = (
     "acceleratorType",
     "acceleratorCount",
     "precision",
+    "servingEngine",  # a Hearth extension: HEARTH (default) or VLLM
     "enableAddons",
     "numPeftDeviceCached",
     "numPeftHostCached",

@@ -93,6 +93,7 @@ def _create(ctx: Context, args: argparse.Namespace) -> int:
     set_if(body, "acceleratorType", args.accelerator_type)
     set_if(body, "acceleratorCount", args.accelerator_count)
     set_if(body, "precision", args.precision)
+    set_if(body, "servingEngine", args.serving_engine)
     set_if(body, "maxContextLength", args.max_context_length)
     if args.enable_addons:
         body["enableAddons"] = True
@@ -171,6 +172,11 @@ def register(verbs: Verbs) -> None:
     create.add_argument("--accelerator-type", help="e.g. NVIDIA_H100_80GB")
     create.add_argument("--accelerator-count", type=int)
     create.add_argument("--precision", help="e.g. BF16, FP8")
+    create.add_argument(
+        "--serving-engine",
+        choices=("HEARTH", "VLLM"),
+        help="model server of the replicas (Hearth extension; VLLM needs a GPU type)",
+    )
     create.add_argument("--max-context-length", type=int)
     create.add_argument("--enable-addons", action="store_true", help="allow LoRA addons")
     create.add_argument("--validate-only", action="store_true", help="dry run on the server")
