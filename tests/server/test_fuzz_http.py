@@ -236,10 +236,26 @@ adapter_bodies = bodies(
     {},
 )
 
+embedding_bodies = bodies(
+    {
+        "input": texts
+        | st.lists(texts, max_size=3)
+        | st.lists(token_ids, max_size=8)
+        | st.lists(st.lists(token_ids, max_size=5), max_size=3)
+    },
+    {
+        "model": model_names,
+        "dimensions": st.integers(min_value=-1, max_value=70),
+        "encoding_format": often("float", st.sampled_from(["base64", "int8"])),
+        "user": texts,
+    },
+)
+
 ENDPOINTS: dict[str, st.SearchStrategy[Any]] = {
     "/v1/chat/completions": chat_bodies,
     "/v1/completions": completion_bodies,
     "/v1/messages": message_bodies,
+    "/v1/embeddings": embedding_bodies,
     "/tokenize": tokenize_bodies,
     "/detokenize": detokenize_bodies,
     "/v1/load_lora_adapter": adapter_bodies,
