@@ -225,3 +225,33 @@ def test_models_list_capabilities_per_model(oai: Any, server: LiveServer) -> Non
     assert base["supports_tools"] is True and base["supports_image_input"] is False
     assert base["supports_response_schema"] is True
     assert base["supports_embeddings"] is True and adapter["supports_embeddings"] is False
+
+
+def test_a_dying_engine_fails_embedding_jobs_instead_of_losing_them(tiny_dir: Path) -> None:
+    from hearth_server.engine.embeddings import EmbeddingJob
+    from hearth_server.engine.engine import EngineDead, Sequence
+    from hearth_server.engine.params import SamplingParams
+
+    engine = tiny_engine(tiny_dir, crash_after_steps=1, max_num_batched_tokens=8)
+    results: list[tuple[Any, str | None]] = []
+    delivered = threading.Event()
+
+    def deliver(vectors: Any, why: str | None) -> None:
+        results.append((vectors, why))
+        delivered.set()
+
+    try:
+        engine.submit(Sequence([1, 2, 3], SamplingParams(max_tokens=4), lambda out: None))
+        # Many micro-batches: the job is still queued when the first step crashes.
+        job = EmbeddingJob([[5, 6, 7, 8]] * 64, deliver)
+        try:
+            engine.submit_embedding(job)
+        except EngineDead:
+            return  # refused outright: nothing was lost
+        assert delivered.wait(30), "the job was never answered"
+        vectors, why = results[0]
+        assert vectors is None and why is not None and "engine failed" in why
+        with pytest.raises(EngineDead):
+            engine.submit_embedding(EmbeddingJob([[1]], deliver))
+    finally:
+        engine.shutdown()
