@@ -66,14 +66,15 @@ def load_engine(device: str) -> tuple[Engine, list[int]]:
 
 
 class Timed:
-    """Wraps the grammar calls of a constrained row to add up their time."""
+    """Wraps the grammar calls of a constrained row (``mask``: compute the allowed tokens
+    and mask the logits; ``advance``: feed the sampled token) to add up their time."""
 
     seconds = 0.0
     masks = 0
 
     @classmethod
     def install(cls) -> None:
-        for name in ("allowed", "advance"):
+        for name in ("mask", "advance"):
             original = getattr(Constraint, name)
 
             def timed(self: Constraint, *args: Any, _f: Any = original, _n: str = name) -> Any:
@@ -82,7 +83,7 @@ class Timed:
                     return _f(self, *args)
                 finally:
                     cls.seconds += time.perf_counter() - start
-                    cls.masks += _n == "allowed"
+                    cls.masks += _n == "mask"
 
             setattr(Constraint, name, timed)
 
