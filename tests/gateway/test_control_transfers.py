@@ -448,3 +448,59 @@ async def test_dataset_multipart_upload_limits_and_bad_forms(env: Env) -> None:
     )
     assert denied.status_code == 403
     assert sorted(p.name for p in directory.iterdir()) == [".hearth-upload.json"]
+
+
+@pytest.mark.asyncio
+async def test_deployment_events_newest_first_for_that_deployment_only(env: Env) -> None:
+    import kubernetes
+
+    client = _client(env.api)
+    custom, core = _custom(client), kubernetes.client.CoreV1Api(client)
+    for name in ("smol", "other"):
+        body = f.deployment("acme", name, "tiny")
+        body["metadata"] = {"name": name, "namespace": "acme"}
+        custom.create_namespaced_custom_object(
+            "hearth.dev", "v1alpha1", "acme", "deployments", body
+        )
+
+    def event(name: str, about: str, reason: str, when: str, api_version: str) -> None:
+        involved = {"apiVersion": api_version, "kind": "Deployment", "name": about}
+        body = {
+            "metadata": {"name": name, "namespace": "acme"},
+            "involvedObject": {**involved, "namespace": "acme"},
+            "reason": reason,
+            "message": f"{reason} happened",
+            "type": "Warning" if reason == "ServerFailing" else "Normal",
+            "firstTimestamp": when,
+            "lastTimestamp": when,
+            "count": 2,
+        }
+        core.create_namespaced_event("acme", cast(Any, body))
+
+    event("e1", "smol", "Created", "2026-12-02T10:00:00Z", "hearth.dev/v1alpha1")
+    event("e2", "smol", "ServerFailing", "2026-12-02T10:05:00Z", "hearth.dev/v1alpha1")
+    event("e3", "other", "Created", "2026-12-02T10:06:00Z", "hearth.dev/v1alpha1")
+    event("e4", "smol", "ScalingReplicaSet", "2026-12-02T10:07:00Z", "apps/v1")  # not ours
+    try:
+        for who in ("user", "inference-user"):  # every role may read deployments
+            answer = await env.call("GET", "deployments/smol:events", who)
+            assert answer.status_code == 200, answer.text
+            events = answer.json()["events"]
+            assert [e["reason"] for e in events] == ["ServerFailing", "Created"]
+            assert events[0] == {
+                "type": "Warning",
+                "reason": "ServerFailing",
+                "message": "ServerFailing happened",
+                "count": 2,
+                "firstTime": "2026-12-02T10:05:00Z",
+                "lastTime": "2026-12-02T10:05:00Z",
+            }
+        missing = await env.call("GET", "deployments/nope:events")
+        assert missing.status_code == 404, missing.text
+    finally:
+        for name in ("smol", "other"):
+            custom.delete_namespaced_custom_object(
+                "hearth.dev", "v1alpha1", "acme", "deployments", name
+            )
+        for name in ("e1", "e2", "e3", "e4"):
+            core.delete_namespaced_event(name, "acme")

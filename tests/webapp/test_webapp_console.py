@@ -1,7 +1,8 @@
 """The console's create forms, users and roles, and paging in a real browser (shared stack,
 see ``conftest``): a deployment created from the page with the server's defaults shown, its
-validation errors next to their fields, READY with its conditions; a LoRA model from a URI;
-users added and re-roled by an admin and refused to a user; lists paged with "More"."""
+validation errors next to their fields, READY with its conditions and events; a LoRA model
+from a URI; users added and re-roled by an admin and refused to a user; lists paged with
+"More"."""
 
 from __future__ import annotations
 
@@ -77,6 +78,9 @@ def test_create_deployment_shows_defaults_and_errors_then_becomes_ready(
         expect(state).to_have_text("READY", timeout=240_000)
         ready = row(page, "condition-Ready")
         expect(ready.locator('[data-col="status"]')).to_have_text("True")
+        # The operator's event on the way to READY, read through :events.
+        became_ready = row(page, "event-Ready")
+        expect(became_ready.locator('[data-col="type"]')).to_have_text("Normal", timeout=60_000)
     finally:
         page.get_by_role("button", name="Delete").click()
         page.get_by_role("dialog").get_by_role("button", name="Delete").click()

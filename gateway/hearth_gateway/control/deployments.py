@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from .common import (
@@ -94,3 +95,59 @@ DEPLOYMENTS = ResourceKind(
     updatable=frozenset(SPEC_FIELDS) - {"serverless"},
     default_order=(("createTime", False),),
 )
+
+
+#: The most events a deployment's ``:events`` answer carries (newest first).
+MAX_EVENTS = 50
+
+
+def events_json(events: list[Obj]) -> list[Json]:
+    """Hearth extension ``GET .../deployments/<d>:events``: the Kubernetes Events about the
+    hearth.dev Deployment (not a same-named object of another group), newest first, with
+    times in RFC 3339 UTC."""
+    mine = [
+        e
+        for e in events
+        if str((e.get("involvedObject") or {}).get("apiVersion") or "").startswith("hearth.dev/")
+    ]
+
+    def last_seen(event: Obj) -> datetime:
+        meta = event.get("metadata") or {}
+        moment = event.get("lastTimestamp") or event.get("eventTime")
+        return _moment(moment or meta.get("creationTimestamp"))
+
+    mine.sort(key=last_seen, reverse=True)
+    return [_event_json(e, last_seen(e)) for e in mine[:MAX_EVENTS]]
+
+
+def _event_json(event: Obj, last: datetime) -> Json:
+    first = _moment(event.get("firstTimestamp") or event.get("eventTime"))
+    return {
+        "type": event.get("type") or "Normal",
+        "reason": event.get("reason") or "",
+        "message": event.get("message") or "",
+        "count": int(event.get("count") or 1),
+        "firstTime": _rfc3339(last if first == _NEVER else first),
+        "lastTime": _rfc3339(last),
+    }
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _moment(value: object) -> datetime:
+    """A Kubernetes timestamp (``...Z`` or with an offset) as an aware datetime; unknown or
+    unreadable ones sort last."""
+    if not isinstance(value, str) or not value:
+        return _NEVER
+    try:
+        found = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return _NEVER
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
+def _rfc3339(moment: datetime) -> str | None:
+    if moment == _NEVER:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -37,7 +37,7 @@ _PATHS = {
 }
 #: Kinds outside hearth.dev the control plane touches: a fine-tuning job's trainer (the
 #: batch/v1 Job the operator runs), removed before the job is resumed.
-_OTHER_GROUPS = {"Job": ("batch/v1", "jobs")}
+_OTHER_GROUPS = {"Job": ("batch/v1", "jobs"), "Event": ("v1", "events")}
 
 
 def impersonation_headers(user: Obj | None) -> dict[str, str]:
@@ -60,7 +60,8 @@ def impersonation_headers(user: Obj | None) -> dict[str, str]:
 
 def path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
     group_version, plural = _OTHER_GROUPS.get(kind) or (f"{GROUP}/{VERSION}", _PATHS[kind])
-    base = f"/apis/{group_version}"
+    root = "/apis" if "/" in group_version else "/api"  # the core group has no name
+    base = f"{root}/{group_version}"
     if namespace is not None:
         base += f"/namespaces/{namespace}"
     base += f"/{plural}"
@@ -153,6 +154,15 @@ class ControlKube:
 
     async def get(self, kind: str, namespace: str | None, name: str) -> Obj:
         return await self.request("GET", kind, namespace, name)
+
+    async def events_of(self, namespace: str, kind: str, name: str) -> list[Obj]:
+        """The Events about one object of ``kind`` named ``name`` (the API server selects)."""
+        selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+        page = await self.request(
+            "GET", "Event", namespace, params={"fieldSelector": selector, "limit": "500"}
+        )
+        items: list[Obj] = page.get("items") or []
+        return items
 
     async def list(self, kind: str, namespace: str | None) -> list[Obj]:
         items: list[Obj] = []

@@ -273,6 +273,14 @@ class ControlPlane:
         obj = await self.kube.get("Deployment", account, name)
         return self._json(deployments.DEPLOYMENTS, obj, account)
 
+    async def deployment_events(self, principal: Principal, account: str, name: str) -> Json:
+        """A Hearth extension: the Events about a Deployment, read as the gateway (every role
+        may read deployments; the gateway's ClusterRole may list events)."""
+        authorize_resource(principal, account, Action.READ)
+        await self.kube.get("Deployment", account, name)  # 404 for an unknown deployment
+        found = await self.kube.events_of(account, "Deployment", name)
+        return {"events": deployments.events_json(found)}
+
     async def load_lora(self, principal: Principal, account: str, body: Json, query: Query) -> Json:
         if flag(query, "replaceMergedAddon"):
             raise invalid("replaceMergedAddon: hot-reload deployments are not supported by Hearth")

@@ -161,6 +161,8 @@ async def item(plane: ControlPlane, principal: Principal, request: Request) -> J
             return await plane.update(resource, principal, account_id, item_id, body, query)
         if method == "DELETE":
             return await plane.delete(resource, principal, account_id, item_id)
+    if name == "deployments" and verb == "events" and method == "GET":
+        return await plane.deployment_events(principal, account_id, item_id)
     if name == "deployments" and verb == "scale" and method in ("PATCH", "POST"):
         return await plane.scale(principal, account_id, item_id, await read_json(request))
     if name == "supervisedFineTuningJobs" and verb == "cancel" and method == "POST":

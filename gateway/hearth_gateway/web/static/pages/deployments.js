@@ -132,9 +132,10 @@ async function detail(ctx, view, id) {
     const loras = await ctx.api.listAll(ctx.api.acct("deployedModels"), "deployedModels", {
       filter: `deployment = "${d.name}"`,
     });
-    return { d, loras };
+    const { events } = await ctx.api.get(`${path}:events`);
+    return { d, loras, events: events || [] };
   };
-  const refresh = live(ctx, body, load, ({ d, loras }) => {
+  const refresh = live(ctx, body, load, ({ d, loras, events }) => {
     const r = replicas(d);
     const conditions = Array.isArray(d.conditions) && d.conditions.length ? d.conditions : null;
     return [
@@ -170,7 +171,21 @@ async function detail(ctx, view, id) {
             { rowId: (c) => `condition-${c.type}` },
           )
         : h("p", { class: "muted" }, "No conditions reported yet."),
-      h("p", { class: "hint" }, "Conditions are the Kubernetes conditions of the Deployment object (a Hearth extension of the REST API). Kubernetes events are not shown: the gateway has no permission to read them."),
+      h("h2", {}, "Events"),
+      events.length
+        ? table(
+            [
+              { title: "Type", key: "type", cell: (e) => e.type },
+              { title: "Reason", key: "reason", cell: (e) => e.reason },
+              { title: "Message", cell: (e) => e.message },
+              { title: "Count", num: true, cell: (e) => String(e.count) },
+              { title: "Last seen", cell: (e) => when(e.lastTime) },
+            ],
+            events,
+            { rowId: (e) => `event-${e.reason}` },
+          )
+        : h("p", { class: "muted" }, "No events about this deployment."),
+      h("p", { class: "hint" }, "Conditions and events are the Kubernetes conditions of the Deployment object and the events about it, newest first (Hearth extensions of the REST API)."),
       h("h2", {}, "Deployed models and LoRAs"),
       table(
         [
