@@ -43,6 +43,10 @@ browser: ## Install Debian's chromium (apt-get, as root) when /usr/bin/chromium 
 		echo "chromium is missing and needs root and apt-get to install: tests/webapp will skip"; \
 	fi
 
+# The pictures in docs/screenshots are taken by the web app's own browser tests.
+screenshots: install tools browser ## Re-take docs/screenshots/*.png by running the web app's browser tests
+	HEARTH_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/webapp
+
 test-fast: install tools ## Only the tests that neither load the real model nor start processes
 	$(PY) -m pytest -m "not slow"
 
@@ -71,4 +75,4 @@ verify: install ## Fail if crds/ or operator/manifests/ is stale
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*##/ {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: install tools browser quickstart test test-fast check lint typecheck generate verify help
+.PHONY: install tools browser quickstart screenshots test test-fast check lint typecheck generate verify help

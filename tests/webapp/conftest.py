@@ -148,6 +148,27 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+#: ``make screenshots`` sets it to docs/screenshots: the tests then leave the pictures of the
+#: main pages there (docs/webapp.md shows them). Unset, they go to a temporary folder, so
+#: the same calls run in every test run.
+SCREENSHOTS_ENV = "HEARTH_SCREENSHOTS_DIR"
+
+
+@pytest.fixture(scope="package")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = os.environ.get(SCREENSHOTS_ENV)
+    folder = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def shoot(page: Any, folder: Path, name: str) -> None:
+    """A picture of what ``page`` shows now (the viewport), as ``<folder>/<name>.png``."""
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 1000, f"{path} is empty"
+
+
 @pytest.fixture
 def page(browser: Any, stack: Stack) -> Iterator[Any]:
     """A fresh browser context (empty session storage) on the gateway's page."""

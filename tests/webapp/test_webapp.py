@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.harness.waiting import eventually
-from tests.webapp.conftest import Stack
+from tests.webapp.conftest import Stack, shoot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -85,10 +85,11 @@ def test_sign_in_names_user_role_and_account_and_sign_out_forgets_the_key(
     expect(page.locator("#whoami")).to_be_hidden()
 
 
-def test_deployments_list_and_scale(stack: Stack, page: Any) -> None:
+def test_deployments_list_and_scale(stack: Stack, page: Any, screenshots: Path) -> None:
     sign_in(page, stack.keys["uma"])
     smol = row(page, "smol")
     expect(smol.locator('[data-col="state"]')).to_have_text("READY")
+    shoot(page, screenshots, "deployments")
     expect(smol.locator('[data-col="ready"]')).to_have_text("1")
     expect(smol.locator('[data-col="desired"]')).to_have_text("1")
     expect(smol.locator('[data-col="min"]')).to_have_text("1")
@@ -116,6 +117,7 @@ def test_deployments_list_and_scale(stack: Stack, page: Any) -> None:
     smol.get_by_role("link", name="smol").click()
     expect(page.get_by_role("heading", name="Deployment smol")).to_be_visible()
     expect(row(page, "pirate-on-smol")).to_contain_text("DEPLOYED")
+    shoot(page, screenshots, "deployment")
 
 
 def test_actions_a_role_may_not_take_are_disabled_with_the_reason(stack: Stack, page: Any) -> None:
@@ -159,7 +161,7 @@ def test_a_refusal_the_page_did_not_foresee_is_shown(stack: Stack, page: Any) ->
         stack.cluster.kube.merge_patch("User", "rex", "acme", {"spec": {"role": "user"}})
 
 
-def test_api_key_is_shown_once_then_revoked(stack: Stack, page: Any) -> None:
+def test_api_key_is_shown_once_then_revoked(stack: Stack, page: Any, screenshots: Path) -> None:
     sign_in(page, stack.keys["uma"])
     page.get_by_role("link", name="API keys").click()
     page.get_by_label("Display name").fill("ci")
@@ -180,6 +182,7 @@ def test_api_key_is_shown_once_then_revoked(stack: Stack, page: Any) -> None:
     page.reload()  # never shown again
     expect(new_row).to_contain_text(key[:12])
     assert key not in page.content()
+    shoot(page, screenshots, "api-keys")
 
     new_row.get_by_role("button", name="Revoke").click()
     page.get_by_role("dialog").get_by_role("button", name="Revoke").click()
@@ -211,7 +214,7 @@ def test_revoking_the_session_key_ends_the_session(stack: Stack, page: Any) -> N
 
 
 def test_playground_streams_an_answer_and_its_code_runs(
-    stack: Stack, page: Any, tmp_path: Path
+    stack: Stack, page: Any, tmp_path: Path, screenshots: Path
 ) -> None:
     sign_in(page, stack.keys["uma"])
     page.get_by_role("link", name="Playground").click()
@@ -234,6 +237,7 @@ def test_playground_streams_an_answer_and_its_code_runs(
     expect(answer).to_have_count(1, timeout=60_000)
     assert answer.text_content()
     assert page.evaluate("window.answerUpdates") >= 3, "the answer arrived in pieces"
+    shoot(page, screenshots, "playground")
 
     env = {**os.environ, "HEARTH_API_KEY": stack.keys["uma"]}
     env.pop("SSL_CERT_FILE", None)
@@ -253,7 +257,7 @@ def test_playground_streams_an_answer_and_its_code_runs(
     expect(page.locator("#pg-code")).to_contain_text("/inference/v1/chat/completions")
 
 
-def test_usage_shows_an_inference_just_made(stack: Stack, page: Any) -> None:
+def test_usage_shows_an_inference_just_made(stack: Stack, page: Any, screenshots: Path) -> None:
     answer = httpx.post(
         f"{stack.url}/v1/chat/completions",
         headers={"authorization": f"Bearer {stack.keys['ivy']}"},
@@ -271,6 +275,7 @@ def test_usage_shows_an_inference_just_made(stack: Stack, page: Any) -> None:
     row = page.locator("#usage-tokens tbody tr", has_text="tiny")
     expect(row.first).to_be_visible(timeout=30_000)
     expect(page.locator("#usage-summary")).to_contain_text("requests")
+    shoot(page, screenshots, "usage")
 
 
 def test_pages_fit_a_phone_screen(stack: Stack, browser: Any) -> None:

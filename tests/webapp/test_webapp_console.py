@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.harness.waiting import eventually
-from tests.webapp.conftest import Stack
+from tests.webapp.conftest import Stack, shoot
 from tests.webapp.test_webapp import expect, row, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -92,7 +92,9 @@ def test_create_deployment_shows_defaults_and_errors_then_becomes_ready(
         )
 
 
-def test_model_from_a_uri_with_its_errors_next_to_the_field(stack: Stack, page: Any) -> None:
+def test_model_from_a_uri_with_its_errors_next_to_the_field(
+    stack: Stack, page: Any, screenshots: Path
+) -> None:
     sign_in(page, stack.keys["uma"])
     page.get_by_role("link", name="Models").click()
     page.get_by_text("Add a model from a URI").click()
@@ -115,6 +117,7 @@ def test_model_from_a_uri_with_its_errors_next_to_the_field(stack: Stack, page: 
     assert spec["source"]["uri"] == "pvc://artifacts/adapters/pirate"
     assert spec["peftDetails"]["r"] == 8
     assert stack.cluster.get("Model", "from-ftp", "acme") is None
+    shoot(page, screenshots, "models")
 
 
 def test_admin_adds_a_user_and_changes_its_role(stack: Stack, page: Any) -> None:

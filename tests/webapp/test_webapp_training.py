@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.webapp.conftest import Stack
+from tests.webapp.conftest import Stack, shoot
 from tests.webapp.test_webapp import expect, row, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -48,7 +49,9 @@ def upload(page: Any, dataset_id: str, text: str) -> None:
     expect(page.locator("#ds-step")).to_contain_text("the gateway validates it")
 
 
-def test_dataset_upload_reports_a_bad_line_by_number(stack: Stack, page: Any) -> None:
+def test_dataset_upload_reports_a_bad_line_by_number(
+    stack: Stack, page: Any, screenshots: Path
+) -> None:
     sign_in(page, stack.keys["uma"])
     page.get_by_role("link", name="Datasets").click()
     upload(page, "broken", BAD)
@@ -60,9 +63,12 @@ def test_dataset_upload_reports_a_bad_line_by_number(stack: Stack, page: Any) ->
     chat = row(page, "chat")
     expect(chat.locator('[data-col="state"]')).to_have_text("READY", timeout=120_000)
     expect(chat.locator('[data-col="examples"]')).to_have_text("4")
+    shoot(page, screenshots, "datasets")
 
 
-def test_fine_tuning_job_from_the_page_shows_progress_and_result(stack: Stack, page: Any) -> None:
+def test_fine_tuning_job_from_the_page_shows_progress_and_result(
+    stack: Stack, page: Any, screenshots: Path
+) -> None:
     sign_in(page, stack.keys["uma"])
     page.get_by_role("link", name="Datasets").click()
     if not row(page, "chat").count():
@@ -92,6 +98,7 @@ def test_fine_tuning_job_from_the_page_shows_progress_and_result(stack: Stack, p
     # The curve is drawn from the reports the page saw (a short job may give it one).
     expect(page.locator("#loss-chart")).to_be_visible()
     expect(page.locator("dl.fields")).to_contain_text("Train loss")
+    shoot(page, screenshots, "fine-tuning-job")
 
     page.get_by_role("link", name="Models").click()
     expect(row(page, "tuned")).to_contain_text("LoRA addon")
