@@ -108,7 +108,9 @@ SAMPLING: dict[str, st.SearchStrategy[Any]] = {
     "user": texts,
     "context_length_exceeded_behavior": st.sampled_from(["truncate", "error"]),
 }
-# Fields that are refused whenever set (unsupported features): only ever mutated in.
+# Fields with structure of their own (tools, constraints, stream options, the refused
+# `suffix`): only ever mutated in, with hostile values, never generated well-formed here
+# (tests/server/test_tools.py and test_structured.py send the valid ones).
 REFUSED = ["tools", "response_format", "suffix", "stream_options", "tool_choice"]
 max_tokens = st.integers(min_value=1, max_value=24) | st.sampled_from([10**4, 2**63])
 
