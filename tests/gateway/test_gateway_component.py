@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx
@@ -261,6 +262,50 @@ def test_embeddings_pass_through_and_are_metered(stack: Stack) -> None:
     assert data["model"] == body["model"], "the client's name comes back"
     assert [len(d["embedding"]) for d in data["data"]] == [8, 8]
     assert data["usage"]["prompt_tokens"] > 0
+
+
+UNIT = {
+    "type": "object",
+    "properties": {"unit": {"type": "string", "enum": ["c", "f"]}},
+    "required": ["unit"],
+    "additionalProperties": False,
+}
+
+
+def test_structured_output_passes_through_in_both_dialects(stack: Stack) -> None:
+    """A json_schema answer (constrained decoding) through the gateway with the official
+    SDKs, whole and streamed: the gateway rewrites the model name and nothing else. (Tool
+    calls are not tried here: the default tools prompt is longer than the tiny model's
+    256-token context; tests/server/test_tools_sdk.py runs them on SmolLM2.)"""
+    model = "accounts/acme/models/tiny"
+    ask = [{"role": "user", "content": "weather?"}]
+    schema = {"type": "json_schema", "json_schema": {"name": "w", "schema": UNIT, "strict": True}}
+    # Any: the SDKs' overloads do not take the request as a dict of keyword arguments.
+    client: Any = openai.OpenAI(
+        base_url=f"{stack.url}/v1", api_key=stack.keys["ann"], max_retries=0
+    )
+    common: dict = {"model": model, "messages": ask, "max_tokens": 160, "temperature": 0}
+    answer = client.chat.completions.create(**common, response_format=schema)
+    assert answer.model == model
+    whole = answer.choices[0].message.content or ""
+    assert json.loads(whole)["unit"] in ("c", "f"), whole
+    streamed = "".join(
+        choice.delta.content or ""
+        for chunk in client.chat.completions.create(**common, response_format=schema, stream=True)
+        for choice in chunk.choices
+    )
+    assert streamed == whole
+
+    claude: Any = anthropic.Anthropic(base_url=stack.url, api_key=stack.keys["ann"], max_retries=0)
+    message = claude.messages.create(
+        model=model,
+        max_tokens=160,
+        messages=ask,
+        extra_body={"output_format": {"type": "json_schema", "schema": UNIT}},
+    )
+    assert message.model == model
+    text = "".join(block.text for block in message.content if block.type == "text")
+    assert json.loads(text)["unit"] in ("c", "f"), text
 
 
 def test_other_accounts_models_are_404_like_missing_ones(stack: Stack) -> None:
