@@ -75,20 +75,29 @@ def stop_sequences(value: Any) -> Any:
     raise PydanticCustomError("stop_type", "must be a string or a list of strings")
 
 
+def text_or_token_ids(value: Any, field: str) -> bool:
+    """Whether ``value`` is a string, a list of strings, a list of token ids or a list of
+    token-id lists (the prompt forms of completions and embeddings); strings are checked
+    as text, errors naming ``field``."""
+    if isinstance(value, str):
+        check_text(value, field)
+        return True
+    if not isinstance(value, list):
+        return False
+    if all(isinstance(v, str) for v in value):
+        for i, v in enumerate(value):
+            check_text(v, f"{field} {i}")
+        return True
+    return all(_is_int(v) for v in value) or all(
+        isinstance(v, list) and all(_is_int(t) for t in v) for v in value
+    )
+
+
 def completion_prompt(value: Any) -> Any:
     """``prompt`` of /v1/completions: a string, a list of strings, a list of token ids or
     a list of token-id lists."""
-    if isinstance(value, str):
-        return check_text(value, "prompt")
-    if isinstance(value, list):
-        if all(isinstance(v, str) for v in value):
-            for i, v in enumerate(value):
-                check_text(v, f"prompt {i}")
-            return value
-        if all(_is_int(v) for v in value):
-            return value
-        if all(isinstance(v, list) and all(_is_int(t) for t in v) for v in value):
-            return value
+    if text_or_token_ids(value, "prompt"):
+        return value
     raise PydanticCustomError(
         "prompt_type",
         "must be a string, a list of strings, a list of token ids or a list of token-id lists",

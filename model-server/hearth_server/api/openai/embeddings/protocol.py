@@ -8,7 +8,7 @@ from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 from hearth_server.api.openai.protocol import OpenAIBaseModel
-from hearth_server.api.validation import Text, check_text
+from hearth_server.api.validation import Text, text_or_token_ids
 
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 
@@ -20,17 +20,8 @@ def _is_int(value: object) -> bool:
 def embedding_input(value: Any) -> Any:
     """``input``: a string, a list of strings, a list of token ids or a list of token-id
     lists; never empty (OpenAI refuses empty input too)."""
-    if isinstance(value, str):
-        return check_text(value, "input")
-    if isinstance(value, list) and value:
-        if all(isinstance(v, str) for v in value):
-            for i, v in enumerate(value):
-                check_text(v, f"input {i}")
-            return value
-        if all(_is_int(v) for v in value):
-            return value
-        if all(isinstance(v, list) and all(_is_int(t) for t in v) for v in value):
-            return value
+    if value != [] and text_or_token_ids(value, "input"):
+        return value
     raise PydanticCustomError(
         "input_type",
         "must be a string, a non-empty list of strings, a list of token ids or a list of "
