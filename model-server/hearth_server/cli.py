@@ -151,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the engine dies, exit with status 1 this long after failing the "
         "requests in flight, so that Kubernetes restarts the server",
     )
+    serve.add_argument(
+        "--engine-thread",
+        dest="engine_process",
+        action="store_false",
+        help="run the engine as a thread of the HTTP server's process instead of in its "
+        "own process (slower under concurrent load: the two then share one GIL)",
+    )
     return parser
 
 
@@ -177,6 +184,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         max_request_bytes=args.max_request_bytes,
         adapter_roots=list(args.adapter_roots),
         engine_failure_exit_delay=args.engine_failure_exit_delay,
+        engine_process=args.engine_process,
     )
 
 

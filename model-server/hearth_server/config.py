@@ -45,6 +45,9 @@ class ServerSettings:
     # After the engine dies: seconds to let in-flight responses finish before the
     # process exits non-zero (so Kubernetes restarts it). None: stay up (tests).
     engine_failure_exit_delay: float | None = None
+    # Run the engine in its own process (engine_process/), off the HTTP side's GIL;
+    # False: a thread of the server process (tests hand an Engine to build_app directly).
+    engine_process: bool = True
 
     @property
     def model_name(self) -> str:

@@ -40,8 +40,9 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def load_engine(settings: ServerSettings) -> tuple[Engine, str]:
-    """Resolve, load and start; returns the engine and the local model directory."""
+def load_engine(settings: ServerSettings, start: bool = True) -> tuple[Engine, str]:
+    """Resolve, load and (with ``start``) start the engine thread; returns the engine and
+    the local model directory."""
     t0 = time.monotonic()
     resolved = resolve_model(settings.model, "model")
     log.info(
@@ -67,7 +68,8 @@ def load_engine(settings: ServerSettings) -> tuple[Engine, str]:
     )
     config = engine_config(settings, int(getattr(model.config, "max_position_embeddings", 4096)))
     engine = Engine(model, tokenizer, config)
-    engine.start()
+    if start:
+        engine.start()
     log.info(
         "engine ready in %.1fs total: max_model_len=%d max_num_seqs=%d max_loras=%d "
         "max_cpu_loras=%d max_lora_rank=%d",

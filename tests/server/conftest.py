@@ -20,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("fastapi")
 
 from hearth_server.engine.engine import Engine, EngineConfig, Sequence  # noqa: E402
+from hearth_server.engine.handle import EngineHandle  # noqa: E402
 from hearth_server.engine.params import SamplingParams, StepOutput  # noqa: E402
 from hearth_server.models.tiny import build_tiny_model_dir  # noqa: E402
 
@@ -112,7 +113,7 @@ class Collected:
 
 
 def submit(
-    engine: Engine, prompt: list[int], params: SamplingParams, adapter: str | None = None
+    engine: EngineHandle, prompt: list[int], params: SamplingParams, adapter: str | None = None
 ) -> tuple[Sequence, Collected]:
     col = Collected()
     seq = Sequence(prompt, params, col.emit, adapter=adapter)
@@ -121,7 +122,7 @@ def submit(
 
 
 def generate(
-    engine: Engine,
+    engine: EngineHandle,
     prompts: list[list[int]],
     params: SamplingParams,
     adapters: list[str | None] | None = None,

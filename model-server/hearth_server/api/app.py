@@ -26,7 +26,7 @@ from hearth_server.api.openai.models import router as models
 from hearth_server.api.openai.tokenize import router as tokenize
 from hearth_server.api.state import ServerState
 from hearth_server.config import ServerSettings
-from hearth_server.engine.engine import Engine
+from hearth_server.engine.handle import EngineHandle
 
 log = logging.getLogger("hearth_server")
 
@@ -45,7 +45,7 @@ async def require_ready(request: Request) -> None:
 
 def build_app(
     settings: ServerSettings,
-    engine: Engine | None = None,
+    engine: EngineHandle | None = None,
     on_fatal: Callable[[], None] | None = None,
 ) -> FastAPI:
     """Build the app. With ``engine`` given (tests) it is used as is; otherwise the model
@@ -90,31 +90,24 @@ def build_app(
     return app
 
 
-def _attach_engine(state: ServerState, engine: Engine) -> None:
+def _attach_engine(state: ServerState, engine: EngineHandle) -> None:
     engine.stats = state.metrics
-    state.metrics.add_engine_gauges(
-        lambda: {
-            "num_requests_running": float(len(engine.running)),
-            "num_requests_waiting": float(engine.num_waiting),
-            "kv_cache_usage_perc": engine.kv_usage,
-            "lora_adapters_loaded": float(len(engine.adapters.registry)),
-            "lora_adapters_active": float(len(engine.slots.active)),
-            "engine_alive": float(engine.alive),
-        },
-        lambda: [a.name for a in engine.adapters.all()],
-    )
-    if engine.prefix_cache is not None:
-        state.metrics.add_prefix_cache(engine.prefix_cache)
+    state.metrics.add_engine_gauges(engine.gauges, lambda: [a.name for a in engine.adapter_list()])
+    state.metrics.add_prefix_cache(engine.prefix_readings)
     if not engine.alive and engine.error is None:
         engine.start()
     state.engine = engine
 
 
 async def _load_in_background(state: ServerState) -> None:
+    from hearth_server.engine_process.client import start_engine_process
     from hearth_server.server import load_engine
 
+    start: Callable[[ServerSettings], tuple[EngineHandle, str]] = (
+        start_engine_process if state.settings.engine_process else load_engine
+    )
     try:
-        engine, root = await asyncio.to_thread(load_engine, state.settings)
+        engine, root = await asyncio.to_thread(start, state.settings)
     except Exception as exc:
         log.exception("startup failed")
         state.startup_error = f"startup failed: {exc}"

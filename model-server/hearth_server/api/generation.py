@@ -14,7 +14,8 @@ from fastapi import Request
 
 from hearth_server.api.errors import ErrorResponse, bad_request, error
 from hearth_server.api.state import ServerState
-from hearth_server.engine.engine import Engine, EngineDead, EngineOverloaded, Sequence
+from hearth_server.engine.engine import EngineDead, EngineOverloaded, Sequence
+from hearth_server.engine.handle import EngineHandle
 from hearth_server.engine.params import ParamError, SamplingParams, StepOutput, TokenLogprob
 
 Behavior = Literal["truncate", "error"]
@@ -63,7 +64,10 @@ class Generation:
     """A group of engine sequences (one per prompt x n) whose outputs arrive on one queue."""
 
     def __init__(
-        self, engine: Engine, items: list[tuple[list[int], SamplingParams]], adapter: str | None
+        self,
+        engine: EngineHandle,
+        items: list[tuple[list[int], SamplingParams]],
+        adapter: str | None,
     ) -> None:
         self.engine = engine
         self._dispatch = _dispatcher()
@@ -144,7 +148,7 @@ def resolve_target(state: ServerState, model: str | None) -> str | ErrorResponse
     if model is None or model in (state.settings.model_name, state.settings.model):
         return None
     assert state.engine is not None
-    if state.engine.adapters.info(model) is not None:
+    if state.engine.adapter_info(model) is not None:
         return model
     return error(404, f"The model `{model}` does not exist.", "model")
 

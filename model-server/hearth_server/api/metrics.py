@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from hearth_server.api.state import ServerState
-    from hearth_server.engine.prefix_cache import PrefixCache
+    from hearth_server.engine.prefix_cache import PrefixCacheReadings
 
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _TPOT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
@@ -70,8 +70,8 @@ class Metrics:
     ) -> None:
         self.registry.register(_EngineCollector(self.model_name, read, adapters))
 
-    def add_prefix_cache(self, cache: PrefixCache[Any]) -> None:
-        self.registry.register(_PrefixCacheCollector(self.model_name, cache))
+    def add_prefix_cache(self, read: Callable[[], PrefixCacheReadings | None]) -> None:
+        self.registry.register(_PrefixCacheCollector(self.model_name, read))
 
 
 class _EngineCollector(Collector):
@@ -99,14 +99,16 @@ class _EngineCollector(Collector):
 
 class _PrefixCacheCollector(Collector):
     """Prefix-cache counters (in prompt tokens, as vLLM's) and gauges, read at scrape
-    time from plain integers the engine thread keeps."""
+    time from plain integers the engine keeps."""
 
-    def __init__(self, model: str, cache: PrefixCache[Any]) -> None:
-        self.model, self.cache = model, cache
+    def __init__(self, model: str, read: Callable[[], PrefixCacheReadings | None]) -> None:
+        self.model, self.read = model, read
 
     def collect(self) -> Iterator[Metric]:
-        cache, labels = self.cache, ["model_name"]
-        queries, hits = cache.stats.queried_tokens, cache.stats.hit_tokens
+        cache, labels = self.read(), ["model_name"]
+        if cache is None:  # the engine has no prefix cache
+            return
+        queries, hits = cache.queried_tokens, cache.hit_tokens
         counters = (
             ("prefix_cache_queries", "Prompt tokens looked up in the prefix cache.", queries),
             ("prefix_cache_hits", "Prompt tokens served from the prefix cache.", hits),
@@ -115,7 +117,7 @@ class _PrefixCacheCollector(Collector):
             counter = CounterMetricFamily(f"hearth:{name}", doc, labels=labels)
             counter.add_metric([self.model], float(value))
             yield counter
-        capacity = cache.max_blocks * cache.block_size
+        capacity = cache.capacity_tokens
         hit_rate = hits / queries if queries else 0.0
         usage = cache.num_tokens / capacity if capacity else 0.0
         gauges = (

@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from hearth_server.api.metrics import Metrics
 from hearth_server.config import ServerSettings
-from hearth_server.engine.engine import Engine
+from hearth_server.engine.handle import EngineHandle
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -28,7 +28,7 @@ def _tokenizer_pool() -> ThreadPoolExecutor:
 class ServerState:
     settings: ServerSettings
     metrics: Metrics
-    engine: Engine | None = None
+    engine: EngineHandle | None = None
     model_root: str = ""
     startup_error: str | None = None
     started: bool = False  # model and startup adapters loaded

@@ -28,16 +28,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from hearth_server.engine.adapters import AdapterStore
+from hearth_server.engine.adapters import AdapterInfo, AdapterStore
 from hearth_server.engine.detok import IncrementalDecoder, StopChecker
 from hearth_server.engine.embeddings import EmbeddingJob, EmbeddingQueue
 from hearth_server.engine.lora import LoRAWeights, SlotTable, load_adapter, patch_model
 from hearth_server.engine.params import ParamError, SamplingParams, StepOutput, TokenLogprob
-from hearth_server.engine.prefix_cache import PrefixCache
+from hearth_server.engine.prefix_cache import PrefixCache, PrefixCacheReadings
 from hearth_server.engine.prompt_logprobs import score_chunk
 from hearth_server.engine.runner import Chunk, ModelRunner
 from hearth_server.engine.sampler import RowState, Sampled, sample
@@ -178,6 +179,11 @@ class Engine:
         # every request; the server uses it to exit so that it is restarted.
         self.on_failure: Callable[[str], None] | None = None
         self.steps = 0  # forward passes run so far
+        # Engine-thread hooks for an engine process (engine_process/child.py): called
+        # after every loop iteration (to send that iteration's outputs in one message),
+        # and with each request id that leaves the waiting queue (admitted or dropped).
+        self.on_iteration: Callable[[], None] | None = None
+        self.on_dequeue: Callable[[int], None] | None = None
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="hearth-engine", daemon=True)
@@ -186,10 +192,24 @@ class Engine:
     def start(self) -> None:
         self._thread.start()
 
-    def shutdown(self) -> None:
+    def run(self, started: Callable[[], None] | None = None) -> None:
+        """Run the loop on the calling thread until ``stop``; ``started`` is called once
+        the engine accepts requests, before the first iteration. An engine process runs
+        it on its main thread: measured here, torch's CPU kernels decode one sequence
+        about 40% slower when called from a secondary thread."""
+        self._thread = threading.current_thread()
+        if started is not None:
+            started()
+        self._loop()
+
+    def stop(self) -> None:
+        """Ask the loop to exit after its current iteration (does not wait)."""
         self._stop.set()
         self._inbox.put(("wake", None))
-        if self._thread.is_alive():
+
+    def shutdown(self) -> None:
+        self.stop()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
 
     @property
@@ -210,36 +230,7 @@ class Engine:
     def check(self, seq: Sequence) -> None:
         """Refuse a request the loop could not serve; raises ParamError (a ValueError
         whose ``param`` names the field). ``submit`` calls it."""
-        p = seq.params
-        p.validate()
-        p.check_token_ids(self.vocab_size)
-        ids = seq.prompt_ids
-        cfg = self.config
-        if not ids:
-            raise ParamError("prompt", "prompt must contain at least one token")
-        if len(ids) >= cfg.max_model_len:
-            raise ParamError(
-                "prompt",
-                f"prompt is {len(ids)} tokens but the context is {cfg.max_model_len} tokens "
-                "(leaving no room for output)",
-            )
-        bad = next((t for t in ids if type(t) is not int or not 0 <= t < self.vocab_size), None)
-        if bad is not None:
-            raise ParamError(
-                "prompt",
-                f"prompt token id {bad!r} is outside the vocabulary (0 to {self.vocab_size - 1})",
-            )
-        if seq.reserve > cfg.kv_cache_tokens:
-            raise ParamError(
-                "max_tokens",
-                f"prompt ({len(ids)} tokens) + max_tokens ({p.max_tokens}) exceeds the KV "
-                f"cache budget of {cfg.kv_cache_tokens} tokens",
-            )
-        if p.structured is not None:
-            try:
-                self.grammars.compile(p.structured)  # cached: each distinct spec once
-            except GrammarError as exc:
-                raise ParamError("response_format", f"response_format: {exc}") from None
+        check_sequence(seq, self.config, self.vocab_size, self.grammars)
 
     def submit(self, seq: Sequence) -> None:
         """Queue ``seq``. Raises ParamError (invalid request), EngineOverloaded or
@@ -280,6 +271,51 @@ class Engine:
             name, path, self.lora_modules, self.config.max_lora_rank, self.runner.dtype
         )
 
+    def cancel_embedding(self, job: EmbeddingJob) -> None:
+        """Drop ``job`` at its next micro-batch (its client has gone)."""
+        job.cancelled = True
+
+    # -- adapters and readings, as the HTTP layer sees them (EngineClient mirrors these) --
+    def add_adapter(self, name: str, uri: str, path: Path) -> tuple[AdapterInfo, int]:
+        """Read ``name``'s weights from ``path`` and serve them: (its info, its size in
+        bytes). Raises AdapterError naming what is wrong with the files."""
+        weights = self.read_adapter(name, path)
+        info = AdapterInfo(name, uri, Path(path), weights.rank, time.time())
+        self.adapters.add(info, weights)
+        return info, weights.nbytes
+
+    def remove_adapter(self, name: str) -> bool:
+        """Stop serving ``name``; running requests on it finish first. False if unknown."""
+        removed = self.adapters.remove(name)
+        if removed:
+            self.release_adapter(name)
+        return removed
+
+    def adapter_info(self, name: str) -> AdapterInfo | None:
+        return self.adapters.info(name)
+
+    def adapter_list(self) -> list[AdapterInfo]:
+        return self.adapters.all()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.embeddings.hidden_size
+
+    def gauges(self) -> dict[str, float]:
+        """The engine gauges of /metrics (read from any thread; approximate)."""
+        return {
+            "num_requests_running": float(len(self.running)),
+            "num_requests_waiting": float(self.num_waiting),
+            "kv_cache_usage_perc": self.kv_usage,
+            "lora_adapters_loaded": float(len(self.adapters.registry)),
+            "lora_adapters_active": float(len(self.slots.active)),
+            "engine_alive": float(self.alive),
+        }
+
+    def prefix_readings(self) -> PrefixCacheReadings | None:
+        cache = self.prefix_cache
+        return None if cache is None else cache.readings()
+
     @property
     def num_waiting(self) -> int:
         with self._lock:
@@ -307,6 +343,8 @@ class Engine:
                         self.embeddings.run_one_batch()
                     if self.running:
                         self._step()
+                    if self.on_iteration is not None:
+                        self.on_iteration()
         except BaseException as exc:  # the engine is dead; fail everyone visibly
             log.exception("engine loop crashed")
             self.error = exc
@@ -428,6 +466,8 @@ class Engine:
         self.waiting.remove(seq)
         with self._lock:
             self._queued.discard(seq.id)
+        if self.on_dequeue is not None:
+            self.on_dequeue(seq.id)
 
     def _start(self, seq: Sequence) -> None:
         p = seq.params
@@ -630,6 +670,43 @@ class Engine:
             self.runner.clear_slot(last.slot, last.cached)
             last.slot = hole
             self.running[hole] = last
+
+
+def check_sequence(
+    seq: Sequence, cfg: EngineConfig, vocab_size: int, grammars: GrammarCache
+) -> None:
+    """Refuse a request an engine with ``cfg`` could not serve: raises ParamError (a
+    ValueError whose ``param`` names the field). Pure but for the grammar cache, so the
+    server process runs it too, before a request crosses to the engine process."""
+    p = seq.params
+    p.validate()
+    p.check_token_ids(vocab_size)
+    ids = seq.prompt_ids
+    if not ids:
+        raise ParamError("prompt", "prompt must contain at least one token")
+    if len(ids) >= cfg.max_model_len:
+        raise ParamError(
+            "prompt",
+            f"prompt is {len(ids)} tokens but the context is {cfg.max_model_len} tokens "
+            "(leaving no room for output)",
+        )
+    bad = next((t for t in ids if type(t) is not int or not 0 <= t < vocab_size), None)
+    if bad is not None:
+        raise ParamError(
+            "prompt",
+            f"prompt token id {bad!r} is outside the vocabulary (0 to {vocab_size - 1})",
+        )
+    if seq.reserve > cfg.kv_cache_tokens:
+        raise ParamError(
+            "max_tokens",
+            f"prompt ({len(ids)} tokens) + max_tokens ({p.max_tokens}) exceeds the KV "
+            f"cache budget of {cfg.kv_cache_tokens} tokens",
+        )
+    if p.structured is not None:
+        try:
+            grammars.compile(p.structured)  # cached: each distinct spec once
+        except GrammarError as exc:
+            raise ParamError("response_format", f"response_format: {exc}") from None
 
 
 def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> list[int]:

@@ -43,6 +43,17 @@ class PrefixCacheStats:
     evicted_blocks: int = 0
 
 
+@dataclass(frozen=True)
+class PrefixCacheReadings:
+    """What /metrics shows of a prefix cache: plain numbers, so that an engine in
+    another process can send them."""
+
+    queried_tokens: int
+    hit_tokens: int
+    num_tokens: int
+    capacity_tokens: int
+
+
 class PrefixCache(Generic[T]):
     """Only the engine thread calls this (no locking)."""
 
@@ -62,6 +73,14 @@ class PrefixCache(Generic[T]):
     @property
     def num_tokens(self) -> int:
         return len(self._lru) * self.block_size
+
+    def readings(self) -> PrefixCacheReadings:
+        return PrefixCacheReadings(
+            self.stats.queried_tokens,
+            self.stats.hit_tokens,
+            self.num_tokens,
+            self.max_blocks * self.block_size,
+        )
 
     def match(self, namespace: Namespace, tokens: Sequence[int]) -> list[T]:
         """Values of the longest cached block prefix of ``tokens``. The last token is

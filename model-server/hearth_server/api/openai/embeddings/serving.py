@@ -90,7 +90,7 @@ async def run_job(state: ServerState, inputs: list[list[int]]) -> torch.Tensor |
     try:
         return await done
     except asyncio.CancelledError:
-        job.cancelled = True
+        engine.cancel_embedding(job)
         raise
     except RuntimeError as exc:
         return error(500, str(exc))
@@ -107,7 +107,7 @@ async def create_embeddings(
             f"{target!r} is a LoRA adapter; embeddings come from the base model only", "model"
         )
     assert state.engine is not None
-    hidden = state.engine.embeddings.hidden_size
+    hidden = state.engine.hidden_size
     if req.dimensions is not None and req.dimensions > hidden:
         return bad_request(
             f"dimensions must be at most {hidden} (this model's hidden size), got {req.dimensions}",

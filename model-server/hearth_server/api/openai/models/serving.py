@@ -20,7 +20,6 @@ from hearth_server.api.openai.models.protocol import (
     UnloadLoRAAdapterRequest,
 )
 from hearth_server.api.state import ServerState
-from hearth_server.engine.adapters import AdapterInfo
 from hearth_server.engine.lora import AdapterError
 from hearth_server.models import (
     ModelResolutionError,
@@ -54,7 +53,7 @@ def list_models(state: ServerState) -> dict[str, Any]:
         }
     ]
     if state.engine is not None:
-        for info in state.engine.adapters.all():
+        for info in state.engine.adapter_list():
             cards.append(
                 {
                     "id": info.name,
@@ -121,7 +120,7 @@ async def load_lora_adapter(
     if name in (state.settings.model_name, state.settings.model):
         return bad_request(f"{name!r} is the base model's name", "lora_name")
     async with state.adapter_locks[name]:
-        existing = engine.adapters.info(name)
+        existing = engine.adapter_info(name)
         if existing is not None:
             if existing.uri == req.lora_path:
                 return {"status": "already_loaded", "lora_name": name}
@@ -136,24 +135,24 @@ async def load_lora_adapter(
                 resolved = await asyncio.to_thread(resolve_confined, req.lora_path, roots)
             else:
                 resolved = await asyncio.to_thread(resolve_model, req.lora_path, "adapter")
-            weights = await asyncio.to_thread(engine.read_adapter, name, resolved.path)
+            info, nbytes = await asyncio.to_thread(
+                engine.add_adapter, name, req.lora_path, resolved.path
+            )
         except (ModelResolutionError, AdapterError) as exc:
             return bad_request(str(exc), "lora_path")
         took = time.monotonic() - start
-        info = AdapterInfo(name, req.lora_path, resolved.path, weights.rank, time.time())
-        engine.adapters.add(info, weights)
         log.info(
             "loaded LoRA adapter %s (rank %d, %.1f MB) from %s in %.2fs",
             name,
-            weights.rank,
-            weights.nbytes / 1e6,
+            info.rank,
+            nbytes / 1e6,
             resolved.path,
             took,
         )
         return {
             "status": "loaded",
             "lora_name": name,
-            "rank": weights.rank,
+            "rank": info.rank,
             "seconds": round(took, 4),
         }
 
@@ -162,8 +161,7 @@ async def unload_lora_adapter(state: ServerState, req: UnloadLoRAAdapterRequest)
     engine = state.engine
     assert engine is not None
     async with state.adapter_locks[req.lora_name]:
-        removed = engine.adapters.remove(req.lora_name)
+        removed = await asyncio.to_thread(engine.remove_adapter, req.lora_name)
         if removed:
-            engine.release_adapter(req.lora_name)
             log.info("unloaded LoRA adapter %s", req.lora_name)
     return {"status": "unloaded" if removed else "not_loaded", "lora_name": req.lora_name}
