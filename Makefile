@@ -43,6 +43,16 @@ browser: ## Install Debian's chromium (apt-get, as root) when /usr/bin/chromium 
 		echo "chromium is missing and needs root and apt-get to install: tests/webapp will skip"; \
 	fi
 
+# bench/bench_server.py's llama.cpp peer. PyPI has only the source of llama-cpp-python: this
+# compiles llama.cpp (about 4 minutes on 2 cores). Portable AVX2 flags, not -march=native:
+# a native build crashed in llama_decode on this project's machines (AVX-512/AMX CPUs).
+LLAMA_CPP_PYTHON ?= llama-cpp-python==0.3.36
+bench-peers: install ## Build llama-cpp-python from source for bench_server's llama.cpp peer
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+		-DGGML_BMI2=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+		-DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PY) -m pip install --no-binary llama-cpp-python "$(LLAMA_CPP_PYTHON)"
+
 # The pictures in docs/screenshots are taken by the web app's own browser tests.
 screenshots: install tools browser ## Re-take docs/screenshots/*.png by running the web app's browser tests
 	HEARTH_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/webapp
@@ -75,4 +85,4 @@ verify: install ## Fail if crds/ or operator/manifests/ is stale
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*##/ {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: install tools browser quickstart screenshots test test-fast check lint typecheck generate verify help
+.PHONY: install tools browser bench-peers quickstart screenshots test test-fast check lint typecheck generate verify help

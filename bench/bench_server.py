@@ -5,9 +5,14 @@
 Peers (all greedy, fixed prompt, 64 forced output tokens, same threads):
   * naive: sequential transformers ``generate`` (and with PEFT adapter switching);
   * ceiling: the raw batched forward pass of the same model (bs = concurrency);
-  * llama.cpp: llama-cpp-python on the same GGUF, requests one after another (if it imports);
-  * hearth-server: started as a subprocess, driven by an asyncio httpx client, once at
-    the default precision (fp32 on CPU) and once with ``--precision int8``.
+  * llama.cpp: llama-cpp-python on the same GGUF (SmolLM2's bundled Q4_1 file) in its own
+    process (bench/llama_cpp_peer.py): requests one after another, and 16 sequences
+    decoded together through ``llama_decode`` batches (if llama-cpp-python is installed:
+    ``make bench-peers``);
+  * hearth-server: started as a subprocess, driven by an asyncio httpx client, at the
+    default precision (fp32 on CPU), with ``--precision int8``, and with
+    ``--engine-thread`` (the engine as a thread of the HTTP process, as before the engine
+    got its own process).
 Quality of int8 next to its speed: greedy agreement with fp32 (20 prompts x 32 tokens)
 and perplexity on a fixed text, both in-process.
 Prints a table of ratios and writes JSON to bench/results/. Not a test.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import socket
@@ -152,28 +158,43 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def llama_cpp_sequential(tok: Any, ids: list[int], n: int) -> float | None:
-    try:
-        from llama_cpp import Llama
-    except Exception as exc:
-        log(f"llama-cpp-python unavailable: {exc}")
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the server and its engine process)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += process_tree(int(child))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in process_tree(pid))
+
+
+def llama_cpp_peer(ids: list[int], concurrency: int, sequential: int) -> dict[str, float] | None:
+    """bench/llama_cpp_peer.py in its own process; None if llama-cpp-python is missing."""
+    if importlib.util.find_spec("llama_cpp") is None:
         return None
     from hearth_server.models.builtin import gguf_path
 
-    llm: Any = Llama(
-        model_path=str(gguf_path("smollm2-135m-instruct")),
-        n_ctx=512,
-        n_threads=2,
-        n_batch=256,
-        verbose=False,
-    )
-    start = time.perf_counter()
-    for _ in range(n):
-        llm.reset()
-        for produced, _tok in enumerate(llm.generate(ids, temp=0.0, top_k=1, reset=True), 1):
-            if produced >= OUT_TOKENS:
-                break
-    return n * OUT_TOKENS / (time.perf_counter() - start)
+    cmd = [
+        sys.executable,
+        str(ROOT / "llama_cpp_peer.py"),
+        str(gguf_path("smollm2-135m-instruct")),
+        "--prompt-ids",
+        ",".join(map(str, ids)),
+        "--out-tokens",
+        str(OUT_TOKENS),
+        "--sequential",
+        str(sequential),
+        "--concurrency",
+        str(concurrency),
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 # -- int8 quality ------------------------------------------------------------------------
@@ -380,13 +401,13 @@ class Server:
         asyncio.run(load_run(self.url, ["base"]))  # warm-up
 
     def run(self, models: list[str]) -> dict[str, float]:
-        cpu = cpu_seconds(self.proc.pid)
+        cpu = tree_cpu_seconds(self.proc.pid)
         result = asyncio.run(load_run(self.url, models))
-        result["tok_cpu_s"] = result["tokens"] / (cpu_seconds(self.proc.pid) - cpu)
+        result["tok_cpu_s"] = result["tokens"] / (tree_cpu_seconds(self.proc.pid) - cpu)
         return result
 
     def close(self) -> float:
-        rss = peak_rss_mb(self.proc.pid)
+        rss = sum(peak_rss_mb(p) for p in process_tree(self.proc.pid))
         self.proc.terminate()
         self.proc.wait(timeout=30)
         return rss
@@ -399,20 +420,23 @@ def interleaved(
     every ratio is computed within one repetition, and the median ratio reported."""
     fp32 = Server(adapters, concurrency, [])
     int8 = Server(adapters, concurrency, ["--precision", "int8"])
+    thread = Server(adapters, concurrency, ["--engine-thread"])
     plans: dict[str, tuple[Server, list[str]]] = {
         "base_x16": (fp32, ["base"] * concurrency),
         "one_adapter_x16": (fp32, ["a0"] * concurrency),
         "eight_adapters_x16": (fp32, [f"a{i % len(adapters)}" for i in range(concurrency)]),
         "int8_x16": (int8, ["base"] * concurrency),
+        "thread_x16": (thread, ["base"] * concurrency),
         "int8_eight_adapters_x16": (
             int8,
             [f"a{i % len(adapters)}" for i in range(concurrency)],
         ),
     }
-    singles = {"single": fp32, "int8_single": int8}
+    singles = {"single": fp32, "int8_single": int8, "thread_single": thread}
     runs: dict[str, list[Any]] = {
         k: [] for k in ["raw_batched", "naive_generate", *singles, *plans]
     }
+    llama_runs: list[dict[str, float]] = []
     try:
         for rep in range(reps):
             runs["raw_batched"].append(raw_batched(model, ids, concurrency))
@@ -421,6 +445,9 @@ def interleaved(
             runs["naive_generate"].append(naive_sequential(model, ids, seq_n))
             for name, server in singles.items():
                 runs[name].append(server.run(["base"]))
+            peer = llama_cpp_peer(ids, concurrency, max(2, 2 * seq_n))
+            if peer is not None:
+                llama_runs.append(peer)
             log(
                 f"rep {rep}: raw {runs['raw_batched'][-1]['tok_s']:.1f}, "
                 f"server x16 {runs['base_x16'][-1]['tok_s']:.1f}, "
@@ -429,11 +456,14 @@ def interleaved(
                 f"int8 x16 {runs['int8_x16'][-1]['tok_s']:.1f}, "
                 f"naive {runs['naive_generate'][-1]['tok_s']:.1f}, "
                 f"single {runs['single'][-1]['tok_s']:.1f}, "
-                f"int8 single {runs['int8_single'][-1]['tok_s']:.1f}"
+                f"int8 single {runs['int8_single'][-1]['tok_s']:.1f}, "
+                f"engine thread x16 {runs['thread_x16'][-1]['tok_s']:.1f}, "
+                f"llama.cpp {llama_runs[-1] if llama_runs else 'n/a'}"
             )
     finally:
         rss = fp32.close()
         rss_int8 = int8.close()
+        thread.close()
     server = fp32
 
     def med(xs: list[float]) -> float:
@@ -459,7 +489,26 @@ def interleaved(
         }
 
     ratios = ratios_of(tok)
+    ratios["x16_vs_thread"] = med(
+        [x / y for x, y in zip(tok["base_x16"], tok["thread_x16"], strict=True)]
+    )
+    ratios["single_vs_thread"] = med(
+        [x / y for x, y in zip(tok["single"], tok["thread_single"], strict=True)]
+    )
+    llama: dict[str, Any] = {}
+    if llama_runs:
+        seq = [r["sequential_tok_s"] for r in llama_runs]
+        bat = [r["batched_tok_s"] for r in llama_runs]
+        llama = {"sequential_tok_s": med(seq), "batched_tok_s": med(bat)}
+        for key in ("single", "int8_single"):
+            ratios[f"{key}_vs_llama_seq"] = med([x / y for x, y in zip(tok[key], seq, strict=True)])
+        for key in ("base_x16", "int8_x16"):
+            ratios[f"{key}_vs_llama_batched"] = med(
+                [x / y for x, y in zip(tok[key], bat, strict=True)]
+            )
+            ratios[f"{key}_vs_llama_seq"] = med([x / y for x, y in zip(tok[key], seq, strict=True)])
     return {
+        "llama_cpp": llama,
         "tok_s": {k: med(v) for k, v in tok.items()},
         "tok_s_runs": {k: [round(x, 1) for x in v] for k, v in tok.items()},
         "ratios": ratios,
@@ -502,8 +551,6 @@ def main() -> None:
         res.update(interleaved(model, ids, adapters, args.concurrency, args.reps, seq_n))
         log("PEFT sequential with adapter switching")
         res["peft_switching"] = peft_switching(model, adapters, ids, seq_n * 2)
-        log("llama.cpp sequential")
-        res["llama_cpp_sequential"] = llama_cpp_sequential(tok, ids, 4 if args.quick else 8)
     log("int8 quality: greedy agreement with fp32 and perplexity")
     res["int8_quality"] = int8_quality(path, tok, model)
     report(res)
@@ -520,13 +567,26 @@ def _mark(value: float, target: float) -> str:
 
 def report(res: dict[str, Any]) -> None:
     t, r = res["tok_s"], res["ratios"]
-    llama = res["llama_cpp_sequential"]
+    llama = res["llama_cpp"]
     q = res["int8_quality"]
     rows: list[tuple[str, float | None, str, str]] = [
         ("naive sequential generate (peer)", t["naive_generate"], "", ""),
         ("PEFT sequential, adapter switching (peer)", res["peft_switching"], "", ""),
         ("raw batched forward bs16 (ceiling)", t["raw_batched"], "", ""),
-        ("llama.cpp sequential, same GGUF (peer)", llama, "", ""),
+        ("llama.cpp sequential, same GGUF (peer)", llama.get("sequential_tok_s"), "", ""),
+        ("llama.cpp 16 sequences batched (peer)", llama.get("batched_tok_s"), "", ""),
+        (
+            "hearth-server --engine-thread, 1 request",
+            t["thread_single"],
+            f"process engine {r['single_vs_thread']:.2f}x this",
+            "",
+        ),
+        (
+            "hearth-server --engine-thread, 16 concurrent",
+            t["thread_x16"],
+            f"process engine {r['x16_vs_thread']:.2f}x this",
+            "",
+        ),
         (
             "hearth-server, 1 request",
             t["single"],
@@ -571,13 +631,14 @@ def report(res: dict[str, Any]) -> None:
         ),
     ]
     if llama:
-        for label, key, goal in (
-            ("hearth 1 request vs llama.cpp", "single", 0.5),
-            ("hearth int8 1 request vs llama.cpp", "int8_single", 0.5),
-            ("hearth 16 concurrent vs llama.cpp", "base_x16", 1.0),
-            ("hearth int8 16 concurrent vs llama.cpp", "int8_x16", 1.0),
+        for label, key, peer, goal in (
+            ("hearth 1 request vs llama.cpp sequential", "single", "seq", 0.5),
+            ("hearth int8 1 request vs llama.cpp sequential", "int8_single", "seq", 0.5),
+            ("hearth 16 concurrent vs llama.cpp sequential", "base_x16", "seq", 1.0),
+            ("hearth 16 concurrent vs llama.cpp batched", "base_x16", "batched", 1.0),
+            ("hearth int8 16 concurrent vs llama.cpp batched", "int8_x16", "batched", 1.0),
         ):
-            vs_llama = t[key] / llama
+            vs_llama = r[f"{key}_vs_llama_{peer}"]
             rows.append((label, t[key], f"{vs_llama:.2f}x", f">= {goal}x: {_mark(vs_llama, goal)}"))
     print(
         f"\n{'run (median of ' + str(res['reps']) + ' interleaved reps)':<46} {'tok/s':>8}  "
@@ -607,12 +668,13 @@ def report(res: dict[str, Any]) -> None:
     )
     c, rc = res["tok_cpu_s"], res["ratios_cpu"]
     print(
-        "\nper CPU-second of the generating process (robust to other load on a shared box; "
+        "\nper CPU-second of the generating processes (robust to other load on a shared box; "
         "the HTTP client's CPU is not counted):\n"
         f"  tok/CPU-s: naive {c['naive_generate']:.1f}, raw bs16 {c['raw_batched']:.1f}, "
         f"server single {c['single']:.1f}, server x16 base {c['base_x16']:.1f}, "
         f"1 adapter {c['one_adapter_x16']:.1f}, 8 adapters {c['eight_adapters_x16']:.1f}, "
-        f"int8 single {c['int8_single']:.1f}, int8 x16 {c['int8_x16']:.1f}\n"
+        f"int8 single {c['int8_single']:.1f}, int8 x16 {c['int8_x16']:.1f}, "
+        f"engine thread single {c['thread_single']:.1f}, x16 {c['thread_x16']:.1f}\n"
         f"  ratios: single/naive {rc['single_vs_naive']:.2f}x, x16/naive "
         f"{rc['x16_vs_naive']:.1f}x, x16/raw {rc['x16_vs_raw']:.0%}, 1 adapter/base "
         f"{rc['one_adapter_vs_base']:.0%}, 8/1 adapters {rc['eight_vs_one_adapter']:.0%}, "
