@@ -177,8 +177,14 @@ def stream(pair: Pair, started: threading.Semaphore) -> StreamOutcome:
         return StreamOutcome(reply.headers["x-request-id"], events)
 
 
-def whole(pair: Pair) -> httpx.Response:
-    body = {"model": MODEL, "prompt": "hello", "max_tokens": 4, "temperature": 0}
+def whole(pair: Pair, tokens: int = 4) -> httpx.Response:
+    body = {
+        "model": MODEL,
+        "prompt": "hello",
+        "max_tokens": tokens,
+        "ignore_eos": True,
+        "temperature": 0,
+    }
     return httpx.post(f"{pair.url}/v1/completions", json=body, headers=pair.auth, timeout=120)
 
 
@@ -218,9 +224,12 @@ def test_a_killed_replica_loses_no_request_that_had_not_started(pair: Pair) -> N
             assert started.acquire(timeout=120), "a stream never started"
         os.killpg(pid, signal.SIGSTOP)  # hung: its streams stop mid-way
         try:
+            # Long enough that the healthy replica is still busy with the first of them
+            # when the next arrive: balanced by requests in flight, some of them then go to
+            # the frozen replica and wait there, nothing answered.
             answers: list[Future[httpx.Response]] = [
-                pool.submit(whole, pair) for _ in range(8)
-            ]  # some of them go to the frozen replica and wait there, nothing answered
+                pool.submit(whole, pair, 100) for _ in range(8)
+            ]
             time.sleep(1.5)
             waiting = sum(not f.done() for f in answers)
             frozen = sum(not f.done() for f in streams)

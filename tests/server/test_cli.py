@@ -46,6 +46,9 @@ def test_defaults(monkeypatch) -> None:
     monkeypatch.delenv("POD_IP", raising=False)
     s = settings_from_args(build_parser().parse_args(["serve", "/models/x"]))
     assert (s.host, s.port, s.model_name, s.dtype) == ("0.0.0.0", 8000, "/models/x", "auto")
+    assert s.engine_process  # the engine gets its own process unless told otherwise
+    threaded = build_parser().parse_args(["serve", "/models/x", "--engine-thread"])
+    assert settings_from_args(threaded).engine_process is False
 
 
 @pytest.mark.parametrize(

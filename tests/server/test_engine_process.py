@@ -160,6 +160,16 @@ def test_a_crashed_engine_loop_fails_every_request_and_says_why(
     monkeypatch.setenv(CRASH_ENV, "3")  # the engine process inherits it
     crashing, _ = start_engine_process(tiny_settings(tiny_dir))
     try:
+        # Every gauge is there before the first request (the autoscaler reads them).
+        assert set(crashing.gauges()) == {
+            "num_requests_running",
+            "num_requests_waiting",
+            "kv_cache_usage_perc",
+            "lora_adapters_loaded",
+            "lora_adapters_active",
+            "engine_alive",
+        }
+        assert crashing.gauges()["num_requests_running"] == 0.0
         cols = [submit(crashing, [5, 6, 7], greedy(20))[1] for _ in range(3)]
         for col in cols:
             assert col.done.wait(30)

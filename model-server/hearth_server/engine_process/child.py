@@ -191,6 +191,8 @@ def main(conn: Connection, settings: ServerSettings, log_level: int) -> None:
                 hidden_size=engine.hidden_size,
                 eos_ids=engine.eos_ids,
                 model_root=root,
+                gauges=engine.gauges(),
+                prefix=engine.prefix_readings(),
             )
         )
         threading.Thread(target=host.serve, name="hearth-engine-commands", daemon=True).start()

@@ -76,8 +76,8 @@ class EngineClient:
         self._job_ids: dict[int, int] = {}  # id(job) -> job id
         self._replies: dict[int, Future[Any]] = {}
         self._adapters: dict[str, AdapterInfo] = {}  # what the engine process serves
-        self._gauges: dict[str, float] = {}
-        self._prefix: PrefixCacheReadings | None = None
+        self._gauges: dict[str, float] = dict(ready.gauges)
+        self._prefix: PrefixCacheReadings | None = ready.prefix
         self._numbers = itertools.count()
         self._closed = False  # shut down (or dead): submit refuses
         self._reader = threading.Thread(target=self._read, name="hearth-engine-pipe", daemon=True)

@@ -73,6 +73,8 @@ class Ready:
     hidden_size: int
     eos_ids: list[int]
     model_root: str
+    gauges: dict[str, float]  # before any iteration: /metrics lists every gauge from the start
+    prefix: PrefixCacheReadings | None
 
 
 @dataclass(frozen=True)
