@@ -10,10 +10,10 @@ Peers (all greedy, fixed prompt, 64 forced output tokens, same threads):
     decoded together through ``llama_decode`` batches (if llama-cpp-python is installed:
     ``make bench-peers``);
   * hearth-server: started as a subprocess, driven by an asyncio httpx client, at the
-    default precision (fp32 on CPU), with ``--precision int8``, and with
+    default precision (fp32 on CPU), with ``--precision int8`` and ``int4``, and with
     ``--engine-thread`` (the engine as a thread of the HTTP process, as before the engine
     got its own process).
-Quality of int8 next to its speed: greedy agreement with fp32 (20 prompts x 32 tokens)
+Quality of int8 and int4 next to their speed: greedy agreement with fp32 (20 prompts x 32 tokens)
 and perplexity on a fixed text, both in-process.
 Prints a table of ratios and writes JSON to bench/results/. Not a test.
 """
@@ -253,13 +253,13 @@ def _perplexity(model: Any, ids: list[int]) -> float:
 
 
 @torch.inference_mode()
-def int8_quality(path: Path, tok: Any, reference: Any) -> dict[str, float]:
-    """Greedy agreement of the int8 model with fp32 (fraction of identical tokens,
-    position by position, and of tokens before the first difference) and the
+def quantised_quality(path: Path, tok: Any, reference: Any, precision: str) -> dict[str, float]:
+    """Greedy agreement of the ``precision`` model with fp32 (fraction of identical
+    tokens, position by position, and of tokens before the first difference) and the
     perplexity of both on a fixed text."""
     from hearth_server.models.loading import load_model
 
-    quantised, _, _ = load_model(path, precision="int8")
+    quantised, _, _ = load_model(path, precision=precision)
     same = before_first_difference = 0
     for prompt in QUALITY_PROMPTS:
         ids = list(
@@ -277,7 +277,7 @@ def int8_quality(path: Path, tok: Any, reference: Any) -> dict[str, float]:
         "greedy_agreement": same / total,
         "agreement_before_first_difference": before_first_difference / total,
         "perplexity_fp32": _perplexity(reference, text_ids),
-        "perplexity_int8": _perplexity(quantised, text_ids),
+        "perplexity_quantised": _perplexity(quantised, text_ids),
         "perplexity_tokens": len(text_ids),
     }
 
@@ -420,19 +420,26 @@ def interleaved(
     every ratio is computed within one repetition, and the median ratio reported."""
     fp32 = Server(adapters, concurrency, [])
     int8 = Server(adapters, concurrency, ["--precision", "int8"])
+    int4 = Server(adapters, concurrency, ["--precision", "int4"])
     thread = Server(adapters, concurrency, ["--engine-thread"])
     plans: dict[str, tuple[Server, list[str]]] = {
         "base_x16": (fp32, ["base"] * concurrency),
         "one_adapter_x16": (fp32, ["a0"] * concurrency),
         "eight_adapters_x16": (fp32, [f"a{i % len(adapters)}" for i in range(concurrency)]),
         "int8_x16": (int8, ["base"] * concurrency),
+        "int4_x16": (int4, ["base"] * concurrency),
         "thread_x16": (thread, ["base"] * concurrency),
         "int8_eight_adapters_x16": (
             int8,
             [f"a{i % len(adapters)}" for i in range(concurrency)],
         ),
     }
-    singles = {"single": fp32, "int8_single": int8, "thread_single": thread}
+    singles = {
+        "single": fp32,
+        "int8_single": int8,
+        "int4_single": int4,
+        "thread_single": thread,
+    }
     runs: dict[str, list[Any]] = {
         k: [] for k in ["raw_batched", "naive_generate", *singles, *plans]
     }
@@ -457,12 +464,15 @@ def interleaved(
                 f"naive {runs['naive_generate'][-1]['tok_s']:.1f}, "
                 f"single {runs['single'][-1]['tok_s']:.1f}, "
                 f"int8 single {runs['int8_single'][-1]['tok_s']:.1f}, "
+                f"int4 x16 {runs['int4_x16'][-1]['tok_s']:.1f}, "
+                f"int4 single {runs['int4_single'][-1]['tok_s']:.1f}, "
                 f"engine thread x16 {runs['thread_x16'][-1]['tok_s']:.1f}, "
                 f"llama.cpp {llama_runs[-1] if llama_runs else 'n/a'}"
             )
     finally:
         rss = fp32.close()
         rss_int8 = int8.close()
+        int4.close()
         thread.close()
     server = fp32
 
@@ -486,6 +496,8 @@ def interleaved(
             "int8_single_vs_fp32": ratio("int8_single", "single"),
             "int8_x16_vs_naive": ratio("int8_x16", "naive_generate"),
             "int8_eight_vs_fp32": ratio("int8_eight_adapters_x16", "eight_adapters_x16"),
+            "int4_x16_vs_fp32": ratio("int4_x16", "base_x16"),
+            "int4_single_vs_fp32": ratio("int4_single", "single"),
         }
 
     ratios = ratios_of(tok)
@@ -500,9 +512,9 @@ def interleaved(
         seq = [r["sequential_tok_s"] for r in llama_runs]
         bat = [r["batched_tok_s"] for r in llama_runs]
         llama = {"sequential_tok_s": med(seq), "batched_tok_s": med(bat)}
-        for key in ("single", "int8_single"):
+        for key in ("single", "int8_single", "int4_single"):
             ratios[f"{key}_vs_llama_seq"] = med([x / y for x, y in zip(tok[key], seq, strict=True)])
-        for key in ("base_x16", "int8_x16"):
+        for key in ("base_x16", "int8_x16", "int4_x16"):
             ratios[f"{key}_vs_llama_batched"] = med(
                 [x / y for x, y in zip(tok[key], bat, strict=True)]
             )
@@ -551,8 +563,9 @@ def main() -> None:
         res.update(interleaved(model, ids, adapters, args.concurrency, args.reps, seq_n))
         log("PEFT sequential with adapter switching")
         res["peft_switching"] = peft_switching(model, adapters, ids, seq_n * 2)
-    log("int8 quality: greedy agreement with fp32 and perplexity")
-    res["int8_quality"] = int8_quality(path, tok, model)
+    log("int8 and int4 quality: greedy agreement with fp32 and perplexity")
+    res["int8_quality"] = quantised_quality(path, tok, model, "int8")
+    res["int4_quality"] = quantised_quality(path, tok, model, "int4")
     report(res)
     out_dir = ROOT / "results"
     out_dir.mkdir(exist_ok=True)
@@ -568,7 +581,6 @@ def _mark(value: float, target: float) -> str:
 def report(res: dict[str, Any]) -> None:
     t, r = res["tok_s"], res["ratios"]
     llama = res["llama_cpp"]
-    q = res["int8_quality"]
     rows: list[tuple[str, float | None, str, str]] = [
         ("naive sequential generate (peer)", t["naive_generate"], "", ""),
         ("PEFT sequential, adapter switching (peer)", res["peft_switching"], "", ""),
@@ -624,6 +636,18 @@ def report(res: dict[str, Any]) -> None:
             "",
         ),
         (
+            "hearth-server int4, 1 request",
+            t["int4_single"],
+            f"{r['int4_single_vs_fp32']:.2f}x fp32 single",
+            "",
+        ),
+        (
+            "hearth-server int4, 16 concurrent base",
+            t["int4_x16"],
+            f"{r['int4_x16_vs_fp32']:.2f}x fp32 x16",
+            "",
+        ),
+        (
             "hearth-server int8, 16 concurrent 8 adapters",
             t["int8_eight_adapters_x16"],
             f"{r['int8_eight_vs_fp32']:.2f}x fp32 8 adapters",
@@ -634,9 +658,11 @@ def report(res: dict[str, Any]) -> None:
         for label, key, peer, goal in (
             ("hearth 1 request vs llama.cpp sequential", "single", "seq", 0.5),
             ("hearth int8 1 request vs llama.cpp sequential", "int8_single", "seq", 0.5),
+            ("hearth int4 1 request vs llama.cpp sequential", "int4_single", "seq", 0.5),
             ("hearth 16 concurrent vs llama.cpp sequential", "base_x16", "seq", 1.0),
             ("hearth 16 concurrent vs llama.cpp batched", "base_x16", "batched", 1.0),
             ("hearth int8 16 concurrent vs llama.cpp batched", "int8_x16", "batched", 1.0),
+            ("hearth int4 16 concurrent vs llama.cpp batched", "int4_x16", "batched", 1.0),
         ):
             vs_llama = r[f"{key}_vs_llama_{peer}"]
             rows.append((label, t[key], f"{vs_llama:.2f}x", f">= {goal}x: {_mark(vs_llama, goal)}"))
@@ -647,19 +673,21 @@ def report(res: dict[str, Any]) -> None:
     for name, val, ratio, target in rows:
         shown = f"{val:8.1f}" if isinstance(val, float) else f"{'n/a':>8}"
         print(f"{name:<46} {shown}  {ratio:<34} {target}")
-    print(
-        f"\nint8 quality: greedy agreement with fp32 {q['greedy_agreement']:.1%} of "
-        f"{len(QUALITY_PROMPTS)}x{QUALITY_TOKENS} tokens "
-        f"({q['agreement_before_first_difference']:.1%} before the first difference); "
-        f"perplexity on {q['perplexity_tokens']} tokens: fp32 {q['perplexity_fp32']:.2f}, "
-        f"int8 {q['perplexity_int8']:.2f}"
-    )
+    for name in ("int8", "int4"):
+        q = res[f"{name}_quality"]
+        print(
+            f"\n{name} quality: greedy agreement with fp32 {q['greedy_agreement']:.1%} of "
+            f"{len(QUALITY_PROMPTS)}x{QUALITY_TOKENS} tokens "
+            f"({q['agreement_before_first_difference']:.1%} before the first difference); "
+            f"perplexity on {q['perplexity_tokens']} tokens: fp32 {q['perplexity_fp32']:.2f}, "
+            f"{name} {q['perplexity_quantised']:.2f}"
+        )
     ft = res["ttft"]
     print(
         "TTFT, 16 concurrent: "
         + "; ".join(
             f"{k} p50 {ft[k]['p50']:.2f}s p95 {ft[k]['p95']:.2f}s"
-            for k in ("base_x16", "eight_adapters_x16", "int8_x16")
+            for k in ("base_x16", "eight_adapters_x16", "int8_x16", "int4_x16")
         )
     )
     print(
@@ -674,6 +702,7 @@ def report(res: dict[str, Any]) -> None:
         f"server single {c['single']:.1f}, server x16 base {c['base_x16']:.1f}, "
         f"1 adapter {c['one_adapter_x16']:.1f}, 8 adapters {c['eight_adapters_x16']:.1f}, "
         f"int8 single {c['int8_single']:.1f}, int8 x16 {c['int8_x16']:.1f}, "
+        f"int4 single {c['int4_single']:.1f}, int4 x16 {c['int4_x16']:.1f}, "
         f"engine thread single {c['thread_single']:.1f}, x16 {c['thread_x16']:.1f}\n"
         f"  ratios: single/naive {rc['single_vs_naive']:.2f}x, x16/naive "
         f"{rc['x16_vs_naive']:.1f}x, x16/raw {rc['x16_vs_raw']:.0%}, 1 adapter/base "

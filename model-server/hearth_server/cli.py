@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="serving precision: auto (as --dtype), fp32, fp16, bf16, or int8 (weight-only "
-        "int8 linears with per-channel scales, LoRA on top in float; cpu only)",
+        help="serving precision: auto (as --dtype), fp32, fp16, bf16, int8 (weight-only "
+        "int8 linears with per-channel scales) or int4 (weight-only, a scale and offset "
+        "per 32 inputs, as llama.cpp's Q4_1); int8 and int4 keep LoRA in float, cpu only",
     )
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     serve.add_argument("--host", default=os.environ.get("POD_IP", "0.0.0.0"))

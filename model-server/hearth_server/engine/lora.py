@@ -33,6 +33,8 @@ from typing import Protocol, cast
 import torch
 from torch import nn
 
+from hearth_server.engine.layer_calls import direct
+
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Sibling linears that read the same input tensor: one shrink matmul serves them all.
 SHARED_INPUT_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
@@ -243,6 +245,7 @@ class LoRALinear(nn.Module):
     ) -> None:
         super().__init__()
         self.base = base
+        self._base_forward = direct(base)  # see layer_calls: no __call__ on the hot path
         self.group = group
         self.member = member
         self.ctx = ctx
@@ -259,7 +262,7 @@ class LoRALinear(nn.Module):
         return self.group.a[:, :, self.member].permute(1, 0, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y: torch.Tensor = self.base(x)
+        y = self._base_forward(x)
         ctx = self.ctx
         if ctx.idle:
             return y

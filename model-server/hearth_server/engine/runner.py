@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hearth_server.engine.layer_calls import direct, layer_calls
 from hearth_server.engine.lora import LoRAContext, Segment
 
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
@@ -66,9 +67,11 @@ class ModelRunner:
         inner = hf.model
         self.embed = inner.embed_tokens
         self.layers = list(inner.layers)
+        self.calls = [layer_calls(layer) for layer in self.layers]  # the hot path's calls
         self.norm = inner.norm
         self.rotary = inner.rotary_emb
         self.lm_head = hf.lm_head
+        self._head = direct(hf.lm_head)
         self.n_heads = int(cfg.num_attention_heads)
         self.n_kv = int(getattr(cfg, "num_key_value_heads", None) or self.n_heads)
         self.head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads)
@@ -197,12 +200,11 @@ class ModelRunner:
         cos, sin = cos[0].unsqueeze(1), sin[0].unsqueeze(1)  # (N, 1, D)
         n = h.shape[0]
         try:
-            for li, layer in enumerate(self.layers):
-                attn = layer.self_attn
-                x = layer.input_layernorm(h)
-                q = attn.q_proj(x).view(n, self.n_heads, self.head_dim)
-                k = attn.k_proj(x).view(n, self.n_kv, self.head_dim)
-                v = attn.v_proj(x).view(n, self.n_kv, self.head_dim)
+            for li, calls in enumerate(self.calls):
+                x = calls.input_norm(h)
+                q = calls.q(x).view(n, self.n_heads, self.head_dim)
+                k = calls.k(x).view(n, self.n_kv, self.head_dim)
+                v = calls.v(x).view(n, self.n_kv, self.head_dim)
                 q = q * cos + _rotate_half(q) * sin
                 k = k * cos + _rotate_half(k) * sin
                 kc, vc = self.k_cache[li], self.v_cache[li]
@@ -239,8 +241,8 @@ class ModelRunner:
                     op = op.view(self.n_kv, self.group, m, self.head_dim).permute(2, 0, 1, 3)
                     out[off : off + m] = op.reshape(m, self.n_heads, self.head_dim)
                     off += m
-                h = h + attn.o_proj(out.view(n, -1))
-                h = h + layer.mlp(layer.post_attention_layernorm(h))
+                h = h + calls.o(out.view(n, -1))
+                h = h + calls.mlp(calls.post_norm(h))
         finally:
             self.lora_ctx.clear()
         rows = list(range(n_dec))
@@ -256,7 +258,7 @@ class ModelRunner:
             return torch.empty(0, self.lm_head.out_features)
         last = self.norm(h[rows])
         # Sampling runs on the CPU (per-request CPU generators); one copy per step.
-        logits: torch.Tensor = self.lm_head(last).float().cpu()
+        logits: torch.Tensor = self._head(last).float().cpu()
         return logits
 
 

@@ -11,16 +11,18 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "int4")
 _PRECISION_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 @dataclass(frozen=True)
 class LoadPlan:
-    """How to load: the float dtype of the model, and whether its linears go to int8."""
+    """How to load: the float dtype of the model, and whether its linears go to int8 or
+    int4."""
 
     dtype: str
     int8: bool = False
+    int4: bool = False
 
 
 def plan_precision(precision: str, dtype: str = "auto", device: str = "cpu") -> LoadPlan:
@@ -36,17 +38,17 @@ def plan_precision(precision: str, dtype: str = "auto", device: str = "cpu") -> 
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if precision == "auto":
         return LoadPlan(dtype)
-    if precision == "int8":
+    if precision in ("int8", "int4"):
         if device != "cpu":
             raise ValueError(
-                f"--precision int8 is served on CPU only (weight-only int8 kernels), not on "
-                f"{device}; use --precision bf16 or fp16 there"
+                f"--precision {precision} is served on CPU only (weight-only {precision} "
+                f"kernels), not on {device}; use --precision bf16 or fp16 there"
             )
         if dtype not in ("auto", "float32"):
             raise ValueError(
-                f"--precision int8 computes in float32; --dtype {dtype} disagrees (drop it)"
+                f"--precision {precision} computes in float32; --dtype {dtype} disagrees (drop it)"
             )
-        return LoadPlan("float32", int8=True)
+        return LoadPlan("float32", int8=precision == "int8", int4=precision == "int4")
     wanted = _PRECISION_DTYPE[precision]
     if dtype not in ("auto", wanted):
         raise ValueError(f"--precision {precision} and --dtype {dtype} disagree; give one of them")
@@ -78,9 +80,14 @@ def load_model(
     )
     model.to(device)
     model.eval()
-    if plan.int8:
+    if plan.int8 or plan.int4:
         from hearth_server.models.quantize import quantize_linears
 
-        log.info("quantised %d linear layers to int8 (weight-only)", quantize_linears(model))
+        bits = 8 if plan.int8 else 4
+        log.info(
+            "quantised %d linear layers to int%d (weight-only)",
+            quantize_linears(model, bits),
+            bits,
+        )
     tokenizer = hf.AutoTokenizer.from_pretrained(str(path))
     return model, tokenizer, time.monotonic() - start
