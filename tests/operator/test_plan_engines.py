@@ -211,6 +211,7 @@ def test_lora_rank_rounds_up_to_one_vllm_accepts(rank, expected):
         ({"precision": "BF16", "acceleratorType": H100, "acceleratorCount": 1}, "bf16"),
         ({"precision": "BF16"}, "bf16"),
         ({"precision": "INT8"}, "int8"),
+        ({"precision": "INT4"}, "int4"),
     ],
 )
 def test_hearth_precision_becomes_its_precision_flag(spec, flags):
@@ -301,6 +302,9 @@ def test_vllm_serves_several_gpus_per_replica():
     assert check_engine(ServingEngine.VLLM, Precision.FP8, H100, 8) is None
     assert check_engine(ServingEngine.HEARTH, None, H100, 1) is None
     assert check_engine(ServingEngine.HEARTH, Precision.INT8, "CPU", 0) is None
+    assert check_engine(ServingEngine.HEARTH, Precision.INT4, "CPU", 0) is None
+    refused = check_engine(ServingEngine.HEARTH, Precision.INT4, H100, 1)
+    assert refused is not None and "CPU replicas only" in refused.message
 
 
 def test_vllm_on_cpu_is_refused_by_the_crd():

@@ -235,7 +235,7 @@ console.log(JSON.stringify({{
         "Default: 30s. A duration, at most 1h.",
         "Default: max(min, 1). At least min.",
         "Default: off. Serve LoRAs of the base model (multi-LoRA).",
-        "Default: the model's default. LoRA addons need BF16 or FP16.",
+        "Default: the model's default. LoRA addons need BF16, FP16, INT8 or INT4.",
     ]
     assert got["lora"] == {
         "modelId": "m",

@@ -42,6 +42,7 @@ HEARTH_PRECISION: Mapping[Precision, str] = {
     Precision.FP16: "fp16",
     Precision.BF16: "bf16",
     Precision.INT8: "int8",
+    Precision.INT4: "int4",
 }
 #: vLLM's flags per Deployment precision; unset is ``--dtype auto`` (the checkpoint's dtype).
 #: FP8 is vLLM's online FP8 quantisation of the weights.
@@ -51,8 +52,8 @@ VLLM_PRECISION: Mapping[Precision | None, tuple[str, ...]] = {
     Precision.BF16: ("--dtype", "bfloat16"),
     Precision.FP8: ("--dtype", "auto", "--quantization", "fp8"),
 }
-#: Precisions HEARTH serves only on CPU replicas (int8 is hearth-server's CPU path).
-CPU_ONLY_PRECISIONS = frozenset({Precision.INT8})
+#: Precisions HEARTH serves only on CPU replicas (hearth-server's int8 and int4 CPU paths).
+CPU_ONLY_PRECISIONS = frozenset({Precision.INT8, Precision.INT4})
 
 
 def requested_precision(precision: Precision | None) -> Precision | None:

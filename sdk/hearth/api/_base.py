@@ -95,7 +95,8 @@ DEFAULT_ACCELERATOR = AcceleratorType.NVIDIA_A100_80GB
 
 
 class Precision(StrEnum):
-    """Fireworks' serving precision enum, plus INT8 (Hearth extension: weight-only int8, CPU)."""
+    """Fireworks' serving precision enum, plus INT8 and INT4 (Hearth extensions: weight-only
+    int8, and int4 with a scale and offset per 32 inputs; CPU)."""
 
     PRECISION_UNSPECIFIED = "PRECISION_UNSPECIFIED"
     FP16 = "FP16"
@@ -113,6 +114,7 @@ class Precision(StrEnum):
     FP4_BLOCKSCALED_MM = "FP4_BLOCKSCALED_MM"
     FP4_MX_MOE = "FP4_MX_MOE"
     INT8 = "INT8"
+    INT4 = "INT4"
 
 
 #: Precisions that quantise weights; Fireworks refuses LoRA addons on them.

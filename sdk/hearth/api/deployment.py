@@ -186,8 +186,9 @@ class DeploymentSpec(CamelModel):
     precision: Precision | None = Field(
         default=None,
         description="Serving precision; unset lets the engine choose (the checkpoint's dtype "
-        "on GPUs). HEARTH serves FP16, BF16 and INT8 (Hearth extension, CPU only); VLLM serves "
-        "FP16, BF16 and FP8. Others are refused with an UnsupportedPrecision condition.",
+        "on GPUs). HEARTH serves FP16, BF16, INT8 and INT4 (Hearth extensions, CPU only); "
+        "VLLM serves FP16, BF16 and FP8. Others are refused with an UnsupportedPrecision "
+        "condition.",
     )
     serving_engine: ServingEngine = Field(
         default=ServingEngine.HEARTH,

@@ -14,6 +14,7 @@ export const ACCELERATOR_TYPES = [
 export const PRECISIONS = [
   "FP16", "BF16", "FP8", "FP8_MM", "FP8_AR", "FP8_MM_KV_ATTN", "FP8_KV", "FP8_MM_V2", "FP8_V2",
   "FP8_MM_KV_ATTN_V2", "NF4", "FP4", "FP4_BLOCKSCALED_MM", "FP4_MX_MOE",
+  "INT8", "INT4", // Hearth extensions: CPU replicas of the HEARTH engine
 ];
 
 /**
@@ -25,7 +26,7 @@ export const FIELDS = [
   { key: "displayName", label: "Display name", kind: "text", rule: "Under 64 characters." },
   { key: "acceleratorType", label: "Accelerator type", kind: "select", options: ACCELERATOR_TYPES, rule: "CPU runs the model without a GPU." },
   { key: "acceleratorCount", label: "Accelerators per replica", kind: "int", rule: "0 for CPU.", fallback: "estimated for the model" },
-  { key: "precision", label: "Precision", kind: "select", options: PRECISIONS, blank: "the model's default", rule: "LoRA addons need BF16 or FP16." },
+  { key: "precision", label: "Precision", kind: "select", options: PRECISIONS, blank: "the model's default", rule: "LoRA addons need BF16, FP16, INT8 or INT4." },
   { key: "minReplicaCount", label: "Min replicas", kind: "int", rule: "0 scales to zero when idle." },
   { key: "maxReplicaCount", label: "Max replicas", kind: "int", rule: "At least min.", fallback: "max(min, 1)" },
   { key: "autoscalingPolicy.scaleUpWindow", label: "Scale-up window", kind: "text", rule: "A duration, at most 1h." },
