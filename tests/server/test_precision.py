@@ -103,6 +103,7 @@ def test_lora_applies_in_float_on_top_of_quantised_linears(
     key = "model.layers.0.mlp.up_proj"
     layer = modules[key]
     assert isinstance(layer.base, kind)
+    assert isinstance(model.lm_head, Int8Linear)  # the head stays int8 under int4 too
     g = torch.Generator().manual_seed(1)
     weights = LoRAWeights("a", Path("/nowhere"), 4)
     for k, m in modules.items():

