@@ -10,13 +10,8 @@ Users and API keys are made by the operator from ApiKey objects, as with kubectl
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -27,9 +22,8 @@ import pytest
 from hearth_operator.constants import user_api_key_secret_name
 from hearth_operator.planning.api_key import key_from_secret
 
-# Stack, free_port and read_key are shared with the other component tests (and imported
-# from here by some of them).
-from tests.gateway.component import Stack, free_port, read_key
+# Stack, read_key and gateway_process are shared with the other component tests.
+from tests.gateway.component import Stack, gateway_process, read_key
 from tests.harness.kubelet import ProcessKubelet
 from tests.harness.waiting import eventually
 from tests.operator.conftest import Cluster, emulated_cluster, local_process_settings
@@ -37,6 +31,9 @@ from tests.operator.conftest import Cluster, emulated_cluster, local_process_set
 pytest.importorskip("torch")
 from hearth_server.models.tiny import build_tiny_model_dir
 from tests.server.conftest import make_adapter
+
+# The gateway's flag for the scale-from-zero tests: long enough for a replica to start.
+SCALE_FROM_ZERO = ("--scale-from-zero-timeout", "120")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -170,48 +167,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             key_from_secret(cluster.get("Secret", user_api_key_secret_name("old-key"), "acme"))
             or ""
         )
-        ledger_path = tmp / "ledger.sqlite3"
-        with gateway_process(cluster, tmp, ledger_path) as url:
+        with gateway_process(cluster, tmp, *SCALE_FROM_ZERO) as (url, ledger_path, _):
             yield Stack(cluster, url, keys, ledger_path)
-
-
-@contextmanager
-def gateway_process(cluster: Cluster, tmp: Path, ledger_path: Path) -> Iterator[str]:
-    """``hearth-gateway`` as a process in front of ``cluster``, with its ledger in
-    ``ledger_path`` (SQLite); yields its URL once it is healthy."""
-    port = free_port()
-    log = (tmp / "gateway.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hearth_gateway.cli",
-            "--kubeconfig",
-            str(cluster.api.kubeconfig_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--scale-from-zero-timeout",
-            "120",
-        ],
-        env={**os.environ, "HEARTH_GATEWAY_LEDGER_PATH": str(ledger_path)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        eventually(
-            lambda: process.poll() is None and httpx.get(f"{url}/health").status_code == 200,
-            timeout=60,
-            message="the gateway never became healthy",
-        )
-        yield url
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
-        print((tmp / "gateway.log").read_text()[-5000:])
 
 
 def base_dm(cluster: Cluster, namespace: str, deployment_name: str) -> str:

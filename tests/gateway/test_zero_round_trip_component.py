@@ -19,11 +19,11 @@ import httpx
 import pytest
 
 from hearth.ledger import open_ledger
-from tests.gateway.component import read_key
+from tests.gateway.component import gateway_process, read_key
 from tests.gateway.test_gateway_component import (
+    SCALE_FROM_ZERO,
     api_key,
     base_dm_or_none,
-    gateway_process,
     model,
     user,
 )
@@ -89,7 +89,8 @@ def test_idle_to_zero_then_a_request_through_the_gateway_brings_a_replica_back(
         cluster.wait_state("Deployment", "lazy", "READY", timeout=180)
         [first] = cluster.pods("lazy")
 
-        with gateway_process(cluster, tmp_path, ledger_path) as url:
+        with gateway_process(cluster, tmp_path, *SCALE_FROM_ZERO) as (url, ledger, _):
+            assert ledger == ledger_path  # the one the operator meters into
             # Idle for the (shortened) scaleToZeroWindow: the autoscaler removes it.
             cluster.wait("Deployment", "lazy", lambda d: d["spec"]["replicaCount"] == 0)
             eventually(lambda: not cluster.pods("lazy"), timeout=60)
