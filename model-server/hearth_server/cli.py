@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         "requests in flight, so that Kubernetes restarts the server",
     )
     serve.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="CPU threads of the engine's kernels (default: the CPUs this process may use: "
+        "its affinity, capped by its cgroup's CPU quota, e.g. a pod's CPU limit)",
+    )
+    serve.add_argument(
         "--engine-thread",
         dest="engine_process",
         action="store_false",
@@ -186,6 +193,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         adapter_roots=list(args.adapter_roots),
         engine_failure_exit_delay=args.engine_failure_exit_delay,
         engine_process=args.engine_process,
+        threads=args.threads,
     )
 
 

@@ -48,6 +48,9 @@ class ServerSettings:
     # Run the engine in its own process (engine_process/), off the HTTP side's GIL;
     # False: a thread of the server process (tests hand an Engine to build_app directly).
     engine_process: bool = True
+    # CPU threads of the engine's torch kernels; None: the CPUs this process may use
+    # (affinity, capped by its cgroup's CPU quota; see cpu_threads.py).
+    threads: int | None = None
 
     @property
     def model_name(self) -> str:

@@ -40,6 +40,21 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def set_threads(requested: int | None) -> int:
+    """Set torch's intra-op threads: ``requested``, or what the process may really use."""
+    import torch
+
+    from hearth_server.cpu_threads import default_threads
+
+    if requested is not None:
+        threads, why = requested, "--threads"
+    else:
+        threads, why = default_threads()
+    torch.set_num_threads(threads)
+    log.info("torch uses %d CPU threads (%s)", threads, why)
+    return threads
+
+
 def load_engine(settings: ServerSettings, start: bool = True) -> tuple[Engine, str]:
     """Resolve, load and (with ``start``) start the engine thread; returns the engine and
     the local model directory."""
@@ -54,6 +69,7 @@ def load_engine(settings: ServerSettings, start: bool = True) -> tuple[Engine, s
         resolved.seconds,
     )
     device = resolve_device(settings.device)
+    set_threads(settings.threads)
     model, tokenizer, seconds = load_model(
         resolved.path, settings.dtype, device, settings.precision
     )

@@ -231,7 +231,7 @@ def test_the_server_relays_metrics_and_its_engine_process_dies_with_it(
     tiny_dir: Path, tmp_path: Path
 ) -> None:
     log = tmp_path / "server.log"
-    proc, url = start_server(log, "--max-model-len", "128", model=str(tiny_dir))
+    proc, url = start_server(log, "--max-model-len", "128", "--threads", "1", model=str(tiny_dir))
     try:
         wait_healthy(proc, url, log, within=120)
         engines = [p for p in _children(proc.pid) if _alive(p)]
@@ -243,6 +243,8 @@ def test_the_server_relays_metrics_and_its_engine_process_dies_with_it(
         assert f'hearth:generation_tokens_total{{model_name="{tiny_dir}"}} 5.0' in metrics
         assert "hearth:time_to_first_token_seconds_count" in metrics
         assert f'hearth:num_requests_running{{model_name="{tiny_dir}"}} 0.0' in metrics
+        # The engine process sets its own kernels' threads, and says so.
+        assert "torch uses 1 CPU threads (--threads)" in log.read_text()
         proc.send_signal(signal.SIGKILL)  # no shutdown: the pipe just closes
         proc.wait(10)
         deadline = time.monotonic() + 30
