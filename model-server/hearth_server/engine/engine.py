@@ -377,18 +377,7 @@ class Engine:
         victims = [*self.running, *self.waiting, *undrained]
         self.running.clear()
         self.waiting.clear()
-        for seq in victims:
-            out = StepOutput(
-                finished=True,
-                finish_reason="error",
-                error=reason,
-                prompt_tokens=len(seq.prompt_ids),
-                completion_tokens=len(seq.output_ids),
-            )
-            try:
-                seq.emit(out)
-            except BaseException:  # already dying: every other request must still hear
-                log.exception("consumer of request %d failed", seq.id)
+        fail_sequences(victims, reason)
 
     def _emit(self, seq: Sequence, out: StepOutput) -> bool:
         """Deliver ``out``; a consumer that raises loses its request, not the engine."""
@@ -670,6 +659,23 @@ class Engine:
             self.runner.clear_slot(last.slot, last.cached)
             last.slot = hole
             self.running[hole] = last
+
+
+def fail_sequences(victims: list[Sequence], reason: str) -> None:
+    """Give each of ``victims`` its final ``"error"`` output; a consumer that raises does
+    not keep the others from hearing (whoever calls this is already failing)."""
+    for seq in victims:
+        out = StepOutput(
+            finished=True,
+            finish_reason="error",
+            error=reason,
+            prompt_tokens=len(seq.prompt_ids),
+            completion_tokens=len(seq.output_ids),
+        )
+        try:
+            seq.emit(out)
+        except BaseException:
+            log.exception("consumer of request %d failed", seq.id)
 
 
 def check_sequence(

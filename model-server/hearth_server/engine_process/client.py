@@ -39,6 +39,7 @@ from hearth_server.engine.engine import (
     Sequence,
     StatsObserver,
     check_sequence,
+    fail_sequences,
 )
 from hearth_server.engine.lora import AdapterError
 from hearth_server.engine.params import StepOutput
@@ -299,17 +300,7 @@ class EngineClient:
             self._jobs.clear()
             self._job_ids.clear()
             self._replies.clear()
-        for seq in victims:
-            out = StepOutput(
-                finished=True,
-                finish_reason="error",
-                error=reason,
-                prompt_tokens=len(seq.prompt_ids),
-            )
-            try:
-                seq.emit(out)
-            except Exception:
-                log.exception("consumer of request %d failed", seq.id)
+        fail_sequences(victims, reason)
         for job in jobs:
             try:
                 job.deliver(None, reason)

@@ -46,12 +46,12 @@ def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q.contiguous(), scales
 
 
-class Int8Linear(nn.Module):
-    """A linear layer with int8 weights and per-output-channel scales."""
+class _WeightOnlyLinear(nn.Module):
+    """What the int8 and int4 layers share: the shape, the float dtype they return in,
+    the bias, and the bfloat16 activations their kernels take."""
 
     adaptable_linear = True  # LoRA may wrap it like an nn.Linear
-    weight: torch.Tensor  # int8 (out, in)
-    scales: torch.Tensor  # bfloat16 (out,)
+    kind = ""
     bias: torch.Tensor | None
 
     def __init__(self, linear: nn.Linear) -> None:
@@ -59,22 +59,39 @@ class Int8Linear(nn.Module):
         self.in_features = linear.in_features
         self.out_features = linear.out_features
         self.compute_dtype = linear.weight.dtype
-        q, scales = quantize_weight(linear.weight)
-        # ``weight`` keeps the (out, in) shape callers read (e.g. the vocabulary size).
-        self.register_buffer("weight", q.to(linear.weight.device))
-        self.register_buffer("scales", scales.to(linear.weight.device))
         self.bias = linear.bias
+
+    def matmul(self, flat: torch.Tensor) -> torch.Tensor:
+        """``(rows, in)`` bfloat16 activations -> ``(rows, out)``."""
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)
-        y = torch._weight_int8pack_mm(flat.to(KERNEL_DTYPE), self.weight, self.scales)
-        y = y.to(self.compute_dtype)
+        y = self.matmul(flat.to(KERNEL_DTYPE)).to(self.compute_dtype)
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.kind}"
+
+
+class Int8Linear(_WeightOnlyLinear):
+    """A linear layer with int8 weights and per-output-channel scales."""
+
+    kind = "int8"
+    weight: torch.Tensor  # int8 (out, in)
+    scales: torch.Tensor  # bfloat16 (out,)
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__(linear)
+        q, scales = quantize_weight(linear.weight)
+        # ``weight`` keeps the (out, in) shape callers read (e.g. the vocabulary size).
+        self.register_buffer("weight", q.to(linear.weight.device))
+        self.register_buffer("scales", scales.to(linear.weight.device))
+
+    def matmul(self, flat: torch.Tensor) -> torch.Tensor:
+        return torch._weight_int8pack_mm(flat, self.weight, self.scales)
 
 
 INT4_GROUP = 32  # input values per scale and offset, as in llama.cpp's Q4_1
@@ -108,24 +125,19 @@ def quantize_weight_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return packed, scales_and_offsets.to(KERNEL_DTYPE)
 
 
-class Int4Linear(nn.Module):
+class Int4Linear(_WeightOnlyLinear):
     """A linear layer with int4 weights, a scale and an offset per 32 inputs."""
 
-    adaptable_linear = True  # LoRA may wrap it like an nn.Linear
+    kind = "int4"
     packed: torch.Tensor  # the kernel's packed layout of the (out, in) int4 codes
     scales_and_offsets: torch.Tensor  # bfloat16 (in / 32, out, 2)
-    bias: torch.Tensor | None
 
     def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        self.in_features = linear.in_features
-        self.out_features = linear.out_features
-        self.compute_dtype = linear.weight.dtype
+        super().__init__(linear)
         packed, scales = quantize_weight_int4(linear.weight)
         device = linear.weight.device
         self.register_buffer("packed", packed.to(device))
         self.register_buffer("scales_and_offsets", scales.to(device))
-        self.bias = linear.bias
 
     @property
     def weight(self) -> torch.Tensor:
@@ -135,18 +147,10 @@ class Int4Linear(nn.Module):
             self.out_features, self.in_features, dtype=self.compute_dtype, device="meta"
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features)
-        y = torch._weight_int4pack_mm_for_cpu(
-            flat.to(KERNEL_DTYPE), self.packed, INT4_GROUP, self.scales_and_offsets
+    def matmul(self, flat: torch.Tensor) -> torch.Tensor:
+        return torch._weight_int4pack_mm_for_cpu(
+            flat, self.packed, INT4_GROUP, self.scales_and_offsets
         )
-        y = y.to(self.compute_dtype)
-        if self.bias is not None:
-            y = y + self.bias
-        return y.view(*x.shape[:-1], self.out_features)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int4"
 
 
 def int4_fits(linear: nn.Linear) -> bool:
