@@ -92,13 +92,7 @@ function createForm(ctx, refresh) {
     h("p", {}, action("Create model", allowed, null, { type: "submit", id: "model-create-button" })),
   );
   const details = h("details", { class: "card", id: "model-create-box" }, h("summary", {}, "Add a model from a URI"), form);
-  details.addEventListener("toggle", () => {
-    if (!details.open || inputs.baseModel.options.length) return;
-    ctx.api
-      .listAll(ctx.api.acct("models"), "models", { filter: 'kind = "HF_BASE_MODEL"' })
-      .then((bases) => replace(inputs.baseModel, bases.map((m) => h("option", { value: m.name }, shortName(m.name)))))
-      .catch((error) => replace(general, errorBox(error)));
-  });
+  loadBaseModelsOnOpen(ctx, details, inputs.baseModel, general);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearFieldErrors(inputs, general);
@@ -193,13 +187,7 @@ function uploadForm(ctx, refresh) {
     step,
   );
   const details = h("details", { class: "card", id: "adapter-upload-box" }, h("summary", {}, "Upload a PEFT LoRA adapter"), form);
-  details.addEventListener("toggle", () => {
-    if (!details.open || inputs.baseModel.options.length) return;
-    ctx.api
-      .listAll(ctx.api.acct("models"), "models", { filter: 'kind = "HF_BASE_MODEL"' })
-      .then((bases) => replace(inputs.baseModel, bases.map((m) => h("option", { value: m.name }, shortName(m.name)))))
-      .catch((error) => replace(general, errorBox(error)));
-  });
+  loadBaseModelsOnOpen(ctx, details, inputs.baseModel, general);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearFieldErrors(inputs, general);
@@ -293,4 +281,15 @@ export async function render(ctx, view) {
   );
   ctx.every(REFRESH_MS, refresh);
   await refresh();
+}
+
+// Both forms pick a base model: the list is read the first time a form is opened.
+function loadBaseModelsOnOpen(ctx, details, select, general) {
+  details.addEventListener("toggle", () => {
+    if (!details.open || select.options.length) return;
+    ctx.api
+      .listAll(ctx.api.acct("models"), "models", { filter: 'kind = "HF_BASE_MODEL"' })
+      .then((bases) => replace(select, bases.map((m) => h("option", { value: m.name }, shortName(m.name)))))
+      .catch((error) => replace(general, errorBox(error)));
+  });
 }
