@@ -16,11 +16,10 @@ from .common import (
     Context,
     Verbs,
     api_command,
-    fields_body,
     list_options,
-    list_query,
     wait_options,
 )
+from .crud import Crud
 from .output import Column, field, short_id
 from .uploads import upload
 from .waiting import Target
@@ -39,6 +38,18 @@ COLUMNS: list[Column] = [
 ]
 
 _FIELDS = {"display_name": "displayName"}
+
+CRUD = Crud(
+    "dataset",
+    COLLECTION,
+    COLUMNS,
+    get=client.get_dataset,
+    list_all=client.list_datasets,
+    update=client.update_dataset,
+    delete=client.delete_dataset,
+    fields=_FIELDS,
+    update_hint="give --display-name",
+)
 
 
 def count_examples(path: Path) -> int:
@@ -80,32 +91,6 @@ def _create(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _get(ctx: Context, args: argparse.Namespace) -> int:
-    account, dataset_id = ctx.ref(args.name, COLLECTION)
-    ctx.show(client.get_dataset(ctx.conn, dataset_id, account))
-    return 0
-
-
-def _list(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.show_list(client.list_datasets(ctx.conn, list_query(args)), COLUMNS)
-    return 0
-
-
-def _update(ctx: Context, args: argparse.Namespace) -> int:
-    account, dataset_id = ctx.ref(args.name, COLLECTION)
-    body, mask = fields_body(args, _FIELDS)
-    if not mask:
-        raise ValueError("nothing to update: give --display-name")
-    ctx.show(client.update_dataset(ctx.conn, dataset_id, body, mask, account))
-    return 0
-
-
-def _delete(ctx: Context, args: argparse.Namespace) -> int:
-    account, dataset_id = ctx.ref(args.name, COLLECTION)
-    ctx.done(f"deleted dataset {dataset_id}", client.delete_dataset(ctx.conn, dataset_id, account))
-    return 0
-
-
 def register(verbs: Verbs) -> None:
     create = verbs.noun("create", NOUN, aliases=ALIASES, help="upload a JSONL dataset")
     create.add_argument("dataset_id", metavar="DATASET_ID")
@@ -118,17 +103,17 @@ def register(verbs: Verbs) -> None:
 
     get = verbs.noun("get", NOUN, aliases=ALIASES, help="show a dataset")
     get.add_argument("name", metavar="DATASET")
-    api_command(get, _get)
+    api_command(get, CRUD.run_get)
 
     list_ = verbs.noun("list", NOUN, aliases=ALIASES, help="list datasets")
     list_options(list_)
-    api_command(list_, _list)
+    api_command(list_, CRUD.run_list)
 
     update = verbs.noun("update", NOUN, aliases=ALIASES, help="change a dataset's display name")
     update.add_argument("name", metavar="DATASET")
     update.add_argument("--display-name")
-    api_command(update, _update)
+    api_command(update, CRUD.run_update)
 
     delete = verbs.noun("delete", NOUN, aliases=ALIASES, help="delete a dataset")
     delete.add_argument("name", metavar="DATASET")
-    api_command(delete, _delete)
+    api_command(delete, CRUD.run_delete)

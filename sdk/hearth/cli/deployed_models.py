@@ -17,9 +17,9 @@ from .common import (
     api_command,
     fields_body,
     list_options,
-    list_query,
     wait_options,
 )
+from .crud import Crud
 from .output import Column, field, short_id
 from .waiting import Target
 
@@ -43,6 +43,16 @@ _FIELDS = {
     "default": "default",
     "public": "public",
 }
+
+CRUD = Crud(
+    NOUN,
+    COLLECTION,
+    COLUMNS,
+    get=client.get_deployed_model,
+    list_all=client.list_deployed_models,
+    update=client.update_deployed_model,
+    fields=_FIELDS,
+)
 
 
 def _load(ctx: Context, args: argparse.Namespace) -> int:
@@ -101,26 +111,6 @@ def _unload(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _get(ctx: Context, args: argparse.Namespace) -> int:
-    account, deployed_id = ctx.ref(args.name, COLLECTION)
-    ctx.show(client.get_deployed_model(ctx.conn, deployed_id, account))
-    return 0
-
-
-def _list(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.show_list(client.list_deployed_models(ctx.conn, list_query(args)), COLUMNS)
-    return 0
-
-
-def _update(ctx: Context, args: argparse.Namespace) -> int:
-    account, deployed_id = ctx.ref(args.name, COLLECTION)
-    body, mask = fields_body(args, _FIELDS)
-    if not mask:
-        raise ValueError("nothing to update: give at least one field option")
-    ctx.show(client.update_deployed_model(ctx.conn, deployed_id, body, mask, account))
-    return 0
-
-
 def _load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="the LoRA model (ID or name)")
     parser.add_argument("--deployment", required=True, help="deployment (ID or name)")
@@ -153,11 +143,11 @@ def register(verbs: Verbs) -> None:
 
     get = verbs.noun("get", NOUN, aliases=ALIASES, help="show a deployed model")
     get.add_argument("name", metavar="DEPLOYED_MODEL")
-    api_command(get, _get)
+    api_command(get, CRUD.run_get)
 
     list_ = verbs.noun("list", NOUN, aliases=ALIASES, help="list deployed models")
     list_options(list_)
-    api_command(list_, _list)
+    api_command(list_, CRUD.run_list)
 
     update = verbs.noun("update", NOUN, aliases=ALIASES, help="change a deployed model")
     update.add_argument("name", metavar="DEPLOYED_MODEL")
@@ -165,4 +155,4 @@ def register(verbs: Verbs) -> None:
     update.add_argument("--public", action=argparse.BooleanOptionalAction, default=None)
     update.add_argument("--display-name")
     update.add_argument("--description")
-    api_command(update, _update)
+    api_command(update, CRUD.run_update)

@@ -16,6 +16,7 @@ from .common import (
     set_if,
     wait_options,
 )
+from .crud import Crud
 from .output import Column, field, short_id
 from .waiting import Target
 
@@ -43,6 +44,14 @@ COLUMNS: list[Column] = [
     ("ACCELERATOR", field("acceleratorType")),
     ("CREATED", field("createTime")),
 ]
+# get only: list, update and delete of deployments have options of their own.
+CRUD = Crud(
+    NOUN,
+    COLLECTION,
+    COLUMNS,
+    get=client.get_deployment,
+    list_all=client.list_deployments,
+)
 
 
 def _load_targets(text: str) -> dict[str, float]:
@@ -108,12 +117,6 @@ def _create(ctx: Context, args: argparse.Namespace) -> int:
             Target(f"deployment {deployment_id}", *SETTLED),
         )
     ctx.show(created)
-    return 0
-
-
-def _get(ctx: Context, args: argparse.Namespace) -> int:
-    account, deployment_id = ctx.ref(args.name, COLLECTION)
-    ctx.show(client.get_deployment(ctx.conn, deployment_id, account))
     return 0
 
 
@@ -185,7 +188,7 @@ def register(verbs: Verbs) -> None:
 
     get = verbs.noun("get", NOUN, aliases=ALIASES, help="show a deployment")
     get.add_argument("name", metavar="DEPLOYMENT")
-    api_command(get, _get)
+    api_command(get, CRUD.run_get)
 
     list_ = verbs.noun("list", NOUN, aliases=ALIASES, help="list deployments")
     list_options(list_)

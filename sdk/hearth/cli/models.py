@@ -14,9 +14,9 @@ from .common import (
     api_command,
     fields_body,
     list_options,
-    list_query,
     wait_options,
 )
+from .crud import Crud
 from .output import Column, field, short_id
 from .uploads import files_to_upload, upload
 from .waiting import Target
@@ -42,6 +42,17 @@ _FIELDS = {
     "context_length": "contextLength",
     "supports_tools": "supportsTools",
 }
+
+CRUD = Crud(
+    "model",
+    COLLECTION,
+    COLUMNS,
+    get=client.get_model,
+    list_all=client.list_models,
+    update=client.update_model,
+    delete=client.delete_model,
+    fields=_FIELDS,
+)
 
 
 def _field_options(parser: argparse.ArgumentParser) -> None:
@@ -103,32 +114,6 @@ def _create(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _get(ctx: Context, args: argparse.Namespace) -> int:
-    account, model_id = ctx.ref(args.name, COLLECTION)
-    ctx.show(client.get_model(ctx.conn, model_id, account))
-    return 0
-
-
-def _list(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.show_list(client.list_models(ctx.conn, list_query(args)), COLUMNS)
-    return 0
-
-
-def _update(ctx: Context, args: argparse.Namespace) -> int:
-    account, model_id = ctx.ref(args.name, COLLECTION)
-    body, mask = fields_body(args, _FIELDS)
-    if not mask:
-        raise ValueError("nothing to update: give at least one field option")
-    ctx.show(client.update_model(ctx.conn, model_id, body, mask, account))
-    return 0
-
-
-def _delete(ctx: Context, args: argparse.Namespace) -> int:
-    account, model_id = ctx.ref(args.name, COLLECTION)
-    ctx.done(f"deleted model {model_id}", client.delete_model(ctx.conn, model_id, account))
-    return 0
-
-
 def register(verbs: Verbs) -> None:
     create = verbs.noun("create", NOUN, aliases=ALIASES, help="create a model, uploading files")
     create.add_argument("model_id", metavar="MODEL_ID")
@@ -144,17 +129,17 @@ def register(verbs: Verbs) -> None:
 
     get = verbs.noun("get", NOUN, aliases=ALIASES, help="show a model")
     get.add_argument("name", metavar="MODEL")
-    api_command(get, _get)
+    api_command(get, CRUD.run_get)
 
     list_ = verbs.noun("list", NOUN, aliases=ALIASES, help="list models")
     list_options(list_)
-    api_command(list_, _list)
+    api_command(list_, CRUD.run_list)
 
     update = verbs.noun("update", NOUN, aliases=ALIASES, help="change a model's fields")
     update.add_argument("name", metavar="MODEL")
     _field_options(update)
-    api_command(update, _update)
+    api_command(update, CRUD.run_update)
 
     delete = verbs.noun("delete", NOUN, aliases=ALIASES, help="delete a model")
     delete.add_argument("name", metavar="MODEL")
-    api_command(delete, _delete)
+    api_command(delete, CRUD.run_delete)

@@ -10,7 +10,8 @@ import argparse
 
 from .. import client
 from ..client import Json
-from .common import Context, Verbs, api_command, list_options, list_query, set_if, wait_options
+from .common import Context, Verbs, api_command, list_options, set_if, wait_options
+from .crud import Crud
 from .output import Column, field, short_id
 from .waiting import Target, status_message
 
@@ -35,6 +36,14 @@ COLUMNS: list[Column] = [
     ("PROGRESS", _percent),
     ("CREATED", field("createTime")),
 ]
+CRUD = Crud(
+    "sftj",
+    COLLECTION,
+    COLUMNS,
+    get=client.get_sft_job,
+    list_all=client.list_sft_jobs,
+    delete=client.delete_sft_job,
+)
 
 
 def _number(value: object) -> float | None:
@@ -116,23 +125,6 @@ def _create(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _get(ctx: Context, args: argparse.Namespace) -> int:
-    account, job_id = ctx.ref(args.name, COLLECTION)
-    ctx.show(client.get_sft_job(ctx.conn, job_id, account))
-    return 0
-
-
-def _list(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.show_list(client.list_sft_jobs(ctx.conn, list_query(args)), COLUMNS)
-    return 0
-
-
-def _delete(ctx: Context, args: argparse.Namespace) -> int:
-    account, job_id = ctx.ref(args.name, COLLECTION)
-    ctx.done(f"deleted sftj {job_id}", client.delete_sft_job(ctx.conn, job_id, account))
-    return 0
-
-
 def _cancel(ctx: Context, args: argparse.Namespace) -> int:
     account, job_id = ctx.ref(args.name, COLLECTION)
     ctx.done(f"cancelling sftj {job_id}", client.cancel_sft_job(ctx.conn, job_id, account))
@@ -167,8 +159,8 @@ def register(verbs: Verbs) -> None:
     api_command(create, _create)
 
     for verb, handler, text in (
-        ("get", _get, "show a fine-tuning job"),
-        ("delete", _delete, "delete a fine-tuning job"),
+        ("get", CRUD.run_get, "show a fine-tuning job"),
+        ("delete", CRUD.run_delete, "delete a fine-tuning job"),
         ("cancel", _cancel, "cancel a running fine-tuning job"),
         ("resume", _resume, "resume a failed or cancelled fine-tuning job"),
     ):
@@ -178,4 +170,4 @@ def register(verbs: Verbs) -> None:
 
     list_ = verbs.noun("list", NOUN, aliases=ALIASES, help="list fine-tuning jobs")
     list_options(list_)
-    api_command(list_, _list)
+    api_command(list_, CRUD.run_list)

@@ -11,9 +11,9 @@ from .common import (
     api_command,
     fields_body,
     list_options,
-    list_query,
     wait_options,
 )
+from .crud import Crud
 from .output import Column, field, short_id
 from .waiting import Target
 
@@ -34,6 +34,18 @@ COLUMNS: list[Column] = [
 
 _FIELDS = {"role": "role", "email": "email", "display_name": "displayName"}
 
+CRUD = Crud(
+    "user",
+    COLLECTION,
+    COLUMNS,
+    get=client.get_user,
+    list_all=client.list_users,
+    update=client.update_user,
+    delete=client.delete_user,
+    fields=_FIELDS,
+    update_hint="give --role, --email or --display-name",
+)
+
 
 def _create(ctx: Context, args: argparse.Namespace) -> int:
     body, _ = fields_body(args, _FIELDS)
@@ -49,32 +61,6 @@ def _create(ctx: Context, args: argparse.Namespace) -> int:
             Target(f"user {user_id}", *SETTLED),
         )
     ctx.show(created)
-    return 0
-
-
-def _get(ctx: Context, args: argparse.Namespace) -> int:
-    account, user_id = ctx.ref(args.name, COLLECTION)
-    ctx.show(client.get_user(ctx.conn, user_id, account))
-    return 0
-
-
-def _list(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.show_list(client.list_users(ctx.conn, list_query(args)), COLUMNS)
-    return 0
-
-
-def _update(ctx: Context, args: argparse.Namespace) -> int:
-    account, user_id = ctx.ref(args.name, COLLECTION)
-    body, mask = fields_body(args, _FIELDS)
-    if not mask:
-        raise ValueError("nothing to update: give --role, --email or --display-name")
-    ctx.show(client.update_user(ctx.conn, user_id, body, mask, account))
-    return 0
-
-
-def _delete(ctx: Context, args: argparse.Namespace) -> int:
-    account, user_id = ctx.ref(args.name, COLLECTION)
-    ctx.done(f"deleted user {user_id}", client.delete_user(ctx.conn, user_id, account))
     return 0
 
 
@@ -95,22 +81,22 @@ def register(verbs: Verbs) -> None:
 
     get = verbs.noun("get", NOUN, aliases=ALIASES, help="show a user")
     get.add_argument("name", metavar="USER")
-    api_command(get, _get)
+    api_command(get, CRUD.run_get)
 
     list_ = verbs.noun("list", NOUN, aliases=ALIASES, help="list users")
     list_options(list_)
-    api_command(list_, _list)
+    api_command(list_, CRUD.run_list)
 
     update = verbs.noun("update", NOUN, aliases=ALIASES, help="change a user's role or details")
     update.add_argument("name", metavar="USER")
     update.add_argument("--role", choices=ROLES)
     update.add_argument("--email")
     update.add_argument("--display-name")
-    api_command(update, _update)
+    api_command(update, CRUD.run_update)
 
     delete = verbs.noun("delete", NOUN, aliases=ALIASES, help="remove a user")
     delete.add_argument("name", metavar="USER")
-    api_command(delete, _delete)
+    api_command(delete, CRUD.run_delete)
 
     account = verbs.noun("get", "account", aliases=("accounts",), help="show the account")
     account.add_argument("account", metavar="ACCOUNT", nargs="?", help="default: the profile's")
