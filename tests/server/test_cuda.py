@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ from hearth_server.engine.params import SamplingParams
 from hearth_server.models.loading import load_model
 from tests.server.conftest import generate
 from tests.server.processes import running_server
-from tests.server.test_engine import PROMPTS, _ids
+from tests.server.test_engine import PROMPTS, _hf_greedy, _ids
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -28,19 +27,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
-
-
-def _greedy(model: Any, prompt: list[int], n: int) -> list[int]:
-    ids = torch.tensor([prompt], device=model.device)
-    out = model.generate(
-        ids,
-        attention_mask=torch.ones_like(ids),
-        max_new_tokens=n,
-        min_new_tokens=n,
-        do_sample=False,
-        pad_token_id=0,
-    )
-    return list(out[0, len(prompt) :].tolist())
 
 
 @pytest.fixture
@@ -62,13 +48,13 @@ def test_greedy_and_lora_rows_match_hf_and_peft_on_the_gpu(
     reference, tok, _ = load_model(tiny_dir, dtype="float32", device="cuda")
     prompts = [_ids(tok, p) for p in PROMPTS]
     assert [c.tokens for c in generate(cuda_engine, prompts, GREEDY)] == [
-        _greedy(reference, p, 12) for p in prompts
+        _hf_greedy(reference, p, 12) for p in prompts
     ]
     prompt = prompts[0]
-    expected: dict[str | None, list[int]] = {None: _greedy(reference, prompt, 12)}
+    expected: dict[str | None, list[int]] = {None: _hf_greedy(reference, prompt, 12)}
     for name, path in tiny_adapters.items():
         base, _, _ = load_model(tiny_dir, dtype="float32", device="cuda")
-        expected[name] = _greedy(PeftModel.from_pretrained(base, str(path)), prompt, 12)
+        expected[name] = _hf_greedy(PeftModel.from_pretrained(base, str(path)), prompt, 12)
     order: list[str | None] = [None, "alpha", "beta", "alpha", None, "beta"]
     mixed = generate(cuda_engine, [prompt] * len(order), GREEDY, order)
     assert [c.tokens for c in mixed] == [expected[a] for a in order]

@@ -37,9 +37,11 @@ def _ids(tok: object, text: str) -> list[int]:
 
 
 def _hf_greedy(model: object, prompt: list[int], n: int) -> list[int]:
+    """Hugging Face greedy ``generate`` on the model's own device (CPU or CUDA)."""
+    ids = torch.tensor([prompt], device=model.device)  # type: ignore[attr-defined]
     out = model.generate(  # type: ignore[attr-defined]
-        torch.tensor([prompt]),
-        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+        ids,
+        attention_mask=torch.ones_like(ids),
         max_new_tokens=n,
         min_new_tokens=n,
         do_sample=False,
